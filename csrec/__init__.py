@@ -1,0 +1,15 @@
+"""csrec: confident soft labels for sequential recommenders (Wu et al., TOIS 2024), as a sweeper.
+
+Layers, bottom up: ``csrec.data`` → ``csrec.models`` → ``csrec.methods`` (teachers, soft labels)
+→ ``csrec.training`` / ``csrec.evaluation`` → ``csrec.api`` (``fit``) → ``csrec.sweep`` (Ray).
+Only the sweep layer imports Ray.
+"""
+
+from csrec.api import ExperimentConfig, FitResult, fit, make_config
+from csrec.data import DataConfig, load_dataset
+from csrec.methods import MethodConfig
+from csrec.training import TrainConfig
+
+__version__ = "0.1.0"
+
+__all__ = ["DataConfig", "ExperimentConfig", "FitResult", "MethodConfig", "TrainConfig", "fit", "load_dataset", "make_config"]

@@ -1,0 +1,5 @@
+import sys
+
+from csrec.cli import main
+
+sys.exit(main())

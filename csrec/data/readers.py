@@ -1,0 +1,167 @@
+"""Readers for the three interaction formats csrec understands.
+
+Each returns a :class:`pandas.DataFrame` with integer-coded columns ``user`` and ``item`` in file
+order, plus ``rating`` (float) and ``timestamp`` (float) when the file has them.  Every problem is
+raised as :class:`csrec.errors.DataError` naming the file and, where there is one, the line.
+
+Formats:
+
+* ``csv``: a header with ``session_id`` or ``user_id``, ``item_id`` and optionally ``rating`` and
+  ``timestamp`` (the paper's format, e.g. ``lastfm_small.csv``).
+* ``lines``: one user per line, ``uid item item ...`` in time order (e.g. ``Yelp.txt``).
+* ``inter``: RecBole atomic files: tab-separated with a typed header such as
+  ``user_id:token  item_id:token  rating:float  timestamp:float`` (e.g. ``Office.inter``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csrec.errors import DataError
+
+FORMATS = ("csv", "lines", "inter")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Format from the extension, else from the first line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".inter":
+        return "inter"
+    first = _first_line(path)
+    if "\t" in first and ":" in first:
+        return "inter"
+    if "," in first:
+        return "csv"
+    return "lines"
+
+
+def read_interactions(path: str | os.PathLike, fmt: str | None = None) -> pd.DataFrame:
+    """Read an interaction file of any supported format (detected when ``fmt`` is None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    fmt = fmt or detect_format(path)
+    readers = {"csv": read_csv, "lines": read_user_lines, "inter": read_atomic_inter}
+    if fmt not in readers:
+        raise DataError(f"{path}: unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    frame = readers[fmt](path)
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no interactions")
+    return frame
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    raw.columns = [c.strip() for c in raw.columns]
+    user_col = next((c for c in ("session_id", "user_id") if c in raw.columns), None)
+    if user_col is None:
+        raise DataError(
+            f"{path}: missing column 'session_id' or 'user_id' (columns found: {', '.join(raw.columns)})"
+        )
+    if "item_id" not in raw.columns:
+        raise DataError(f"{path}: missing column 'item_id' (columns found: {', '.join(raw.columns)})")
+    # Data lines start on line 2 (line 1 is the header).
+    return _typed_frame(path, raw, user_col, "item_id", "rating", "timestamp", first_line=2)
+
+
+def read_atomic_inter(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    header = _first_line(path).rstrip("\n").split("\t")
+    names = []
+    for position, field in enumerate(header, start=1):
+        name, sep, _ = field.partition(":")
+        if not sep:
+            raise DataError(
+                f"{path}, line 1: header field {position} ({field!r}) is not 'name:type' "
+                "as RecBole atomic files require"
+            )
+        names.append(name.strip())
+    for required in ("user_id", "item_id"):
+        if required not in names:
+            raise DataError(f"{path}, line 1: missing field '{required}' (fields found: {', '.join(names)})")
+    try:
+        raw = pd.read_csv(path, sep="\t", dtype=str, header=None, names=names, skiprows=1)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed line: {exc}") from None
+    return _typed_frame(path, raw, "user_id", "item_id", "rating", "timestamp", first_line=2)
+
+
+def read_user_lines(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                ids = np.array(fields, dtype=np.int64)
+            except ValueError:
+                bad = next(f for f in fields if not _is_int(f))
+                raise DataError(f"{path}, line {line_number}: non-integer id {bad!r}") from None
+            if len(ids) < 2:
+                raise DataError(f"{path}, line {line_number}: a user id with no items")
+            users.append(np.full(len(ids) - 1, ids[0], dtype=np.int64))
+            items.append(ids[1:])
+    if not users:
+        raise DataError(f"{path}: the file holds no interactions")
+    return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.readline()
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _typed_frame(
+    path: Path, raw: pd.DataFrame, user_col: str, item_col: str, rating_col: str, time_col: str,
+    first_line: int,
+) -> pd.DataFrame:
+    columns = {"user": (user_col, "integer id"), "item": (item_col, "integer id")}
+    if rating_col in raw.columns:
+        columns["rating"] = (rating_col, "number")
+    if time_col in raw.columns:
+        columns["timestamp"] = (time_col, "number")
+    out = {}
+    for name, (source, kind) in columns.items():
+        text = raw[source]
+        missing = text.isna()
+        if missing.any():
+            row = int(np.flatnonzero(missing.to_numpy())[0])
+            raise DataError(f"{path}, line {row + first_line}: empty value in column '{source}'")
+        values = pd.to_numeric(text, errors="coerce")
+        bad = values.isna().to_numpy()
+        if kind == "integer id" and not bad.any():
+            bad = (values.to_numpy() != np.floor(values.to_numpy())) | text.str.contains(r"[.eE]").to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}, line {row + first_line}: column '{source}' needs a {kind}, got {text.iloc[row]!r}"
+            )
+        out[name] = values.to_numpy(dtype=np.int64 if kind == "integer id" else np.float64)
+    return pd.DataFrame(out)

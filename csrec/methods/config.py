@@ -1,0 +1,55 @@
+"""The method's hyperparameters, named as in the paper (α, β, T, m, p)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from csrec.errors import ConfigError
+
+METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
+ENSEMBLES = ("logits", "probs")
+STORE_MODES = ("factored", "dense", "topk")
+
+
+@dataclass
+class MethodConfig:
+    name: str = "base"
+    beta: float = 0.5  # β, Eq. 20: weight of the KL term for the student (0 = Base CE)
+    temperature: float = 3.0  # T, Eq. 19
+    num_teachers: int = 2  # m, CSRec-M / CSRec-D
+    subsample: float = 0.8  # p, CSRec-D teachers and CSRec-T's side teacher
+    alpha: float = 0.5  # α, Eq. 17 (paper convention: α weighs KL(P_g2 ‖ P_g1))
+    expectation_term: bool = True  # CSRec-T: keep Eq. 16's expectation term (False: Fig. 10 ablation)
+    ensemble: str = "logits"  # "logits": mean of logits (Alg. 1–2); "probs": mean of tempered probs (authors' code)
+    kl_direction: str = "code"  # "code": KL(r ‖ P_f) as the authors' code; "paper": KL(P_f ‖ r) as Eq. 20
+    store: str = "factored"  # soft-label store: factored | dense | topk
+    store_top_k: int = 100
+    teacher_seed: int = 1000  # teacher k of CSRec-M trains with seed teacher_seed + k
+    subsample_seed: int = 2000  # teacher k of CSRec-D samples its subset with subsample_seed + k
+    softrec_scale: float = 5.0  # SoftRec prior logits span [-scale, scale]
+
+    def validate(self) -> None:
+        if self.name not in METHODS:
+            raise ConfigError(f"unknown method {self.name!r}; valid methods: {', '.join(METHODS)}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ConfigError(f"beta must lie in [0, 1], got {self.beta}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if self.num_teachers < 1:
+            raise ConfigError(f"num_teachers (m) must be at least 1, got {self.num_teachers}")
+        if not 0.0 < self.subsample <= 1.0:
+            raise ConfigError(f"subsample (p) must lie in (0, 1], got {self.subsample}")
+        if self.ensemble not in ENSEMBLES:
+            raise ConfigError(f"unknown ensemble {self.ensemble!r}; valid: {', '.join(ENSEMBLES)}")
+        if self.kl_direction not in ("code", "paper"):
+            raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: code, paper")
+        if self.store not in STORE_MODES:
+            raise ConfigError(f"unknown store {self.store!r}; valid: {', '.join(STORE_MODES)}")
+        if self.store_top_k < 1:
+            raise ConfigError(f"store_top_k must be at least 1, got {self.store_top_k}")
+
+    @property
+    def uses_soft_labels(self) -> bool:
+        return self.name != "base" and self.beta > 0
