@@ -143,19 +143,21 @@ def make_config(
 
 def fit(
     dataset: str = "synthetic", backbone: str = "gru4rec", method: str = "base", *,
-    config: ExperimentConfig | None = None, data: SequenceData | None = None, **kwargs,
+    config: ExperimentConfig | None = None, data: SequenceData | None = None, pool=None, **kwargs,
 ) -> FitResult:
     """Train and test one model.  Returns metrics, per-sequence ranks, config and timings.
 
     >>> result = csrec.fit("synthetic", "gru4rec", epochs=2)        # doctest: +SKIP
     >>> result.metrics["ndcg@10"]                                    # doctest: +SKIP
+
+    ``pool`` (a :class:`csrec.methods.TeacherPool`) lets several fits share trained teachers.
     """
     config = config or make_config(dataset, backbone, method, **kwargs)
     started = time.perf_counter()
     data = data if data is not None else load_dataset(config.data)
     t_data = time.perf_counter() - started
     device = config.train.torch_device()
-    outcome = run_method(config, data)
+    outcome = run_method(config, data, pool=pool)
     t0 = time.perf_counter()
     test = evaluate(outcome.student, data, "test", device=device)
     t_test = time.perf_counter() - t0

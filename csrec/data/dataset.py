@@ -86,6 +86,8 @@ class DataConfig:
             raise ConfigError(f"unknown format {self.format!r}; valid formats: {', '.join(FORMATS)}")
         if self.min_user_interactions < 3:
             raise ConfigError("min_user_interactions must be at least 3 (leave-one-out needs train, valid and test items)")
+        if self.min_window < 3:
+            raise ConfigError(f"min_window must be at least 3 (leave-one-out needs train, valid and test items), got {self.min_window}")
 
     def resolved_max_len(self) -> int:
         if self.max_len is not None:

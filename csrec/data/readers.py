@@ -61,13 +61,7 @@ def read_interactions(path: str | os.PathLike, fmt: str | None = None) -> pd.Dat
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV: {exc}") from None
-    raw.columns = [c.strip() for c in raw.columns]
+    raw, lines = _read_rows(path, ",")
     user_col = next((c for c in ("session_id", "user_id") if c in raw.columns), None)
     if user_col is None:
         raise DataError(
@@ -75,8 +69,7 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         )
     if "item_id" not in raw.columns:
         raise DataError(f"{path}: missing column 'item_id' (columns found: {', '.join(raw.columns)})")
-    # Data lines start on line 2 (line 1 is the header).
-    return _typed_frame(path, raw, user_col, "item_id", "rating", "timestamp", first_line=2)
+    return _typed_frame(path, raw, user_col, "item_id", "rating", "timestamp", lines)
 
 
 def read_atomic_inter(path: str | os.PathLike) -> pd.DataFrame:
@@ -94,11 +87,9 @@ def read_atomic_inter(path: str | os.PathLike) -> pd.DataFrame:
     for required in ("user_id", "item_id"):
         if required not in names:
             raise DataError(f"{path}, line 1: missing field '{required}' (fields found: {', '.join(names)})")
-    try:
-        raw = pd.read_csv(path, sep="\t", dtype=str, header=None, names=names, skiprows=1)
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed line: {exc}") from None
-    return _typed_frame(path, raw, "user_id", "item_id", "rating", "timestamp", first_line=2)
+    raw, lines = _read_rows(path, "\t")
+    raw.columns = names
+    return _typed_frame(path, raw, "user_id", "item_id", "rating", "timestamp", lines)
 
 
 def read_user_lines(path: str | os.PathLike) -> pd.DataFrame:
@@ -125,6 +116,34 @@ def read_user_lines(path: str | os.PathLike) -> pd.DataFrame:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def _read_rows(path: Path, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Data rows as strings (columns named by the stripped header fields) and each row's file line.
+
+    The header is parsed as an ordinary row, so a data line with more fields than the header is
+    a parse error naming its line (with ``header=0`` pandas silently turns surplus leading fields
+    into an index, shifting every column).  Blank lines are kept while parsing and dropped after,
+    so row numbers stay file line numbers.
+    """
+    try:
+        raw = pd.read_csv(
+            path, sep=sep, dtype=str, header=None, skip_blank_lines=False, skipinitialspace=sep == ","
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed line: {str(exc).strip()}") from None
+    header = ["" if pd.isna(c) else str(c).strip() for c in raw.iloc[0]]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{path}, line 1: duplicate column(s) {', '.join(map(repr, duplicated))}")
+    data = raw.iloc[1:]
+    data = data[~data.isna().all(axis=1).to_numpy()]
+    lines = data.index.to_numpy() + 1
+    data = data.reset_index(drop=True)
+    data.columns = header
+    return data, lines
+
+
 def _first_line(path: Path) -> str:
     with open(path, encoding="utf-8") as handle:
         return handle.readline()
@@ -140,7 +159,7 @@ def _is_int(text: str) -> bool:
 
 def _typed_frame(
     path: Path, raw: pd.DataFrame, user_col: str, item_col: str, rating_col: str, time_col: str,
-    first_line: int,
+    lines: np.ndarray,
 ) -> pd.DataFrame:
     columns = {"user": (user_col, "integer id"), "item": (item_col, "integer id")}
     if rating_col in raw.columns:
@@ -153,7 +172,7 @@ def _typed_frame(
         missing = text.isna()
         if missing.any():
             row = int(np.flatnonzero(missing.to_numpy())[0])
-            raise DataError(f"{path}, line {row + first_line}: empty value in column '{source}'")
+            raise DataError(f"{path}, line {lines[row]}: empty value in column '{source}'")
         values = pd.to_numeric(text, errors="coerce")
         bad = values.isna().to_numpy()
         if kind == "integer id" and not bad.any():
@@ -161,7 +180,7 @@ def _typed_frame(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}, line {row + first_line}: column '{source}' needs a {kind}, got {text.iloc[row]!r}"
+                f"{path}, line {lines[row]}: column '{source}' needs a {kind}, got {text.iloc[row]!r}"
             )
         out[name] = values.to_numpy(dtype=np.int64 if kind == "integer id" else np.float64)
     return pd.DataFrame(out)

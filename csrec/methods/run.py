@@ -1,14 +1,25 @@
-"""Run a method end to end: teachers (if any), soft labels, then the student."""
+"""Run a method end to end in one process: teachers → soft-label store → student.
+
+The two expensive inputs can be supplied from outside, which is how the Ray layer plugs in
+without this module knowing about Ray: ``pool`` (trained teachers, e.g. trained concurrently
+beforehand) and ``store`` (a soft-label store, e.g. mapped from the object store).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
 
 from csrec.data.dataset import SequenceData
+from csrec.methods.losses import popularity_logits, soft_label_from_probs, student_loss
+from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
+from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
-from csrec.training import TrainOutcome, cross_entropy_loss, train_model
+from csrec.training import Batch, EpochLog, TrainOutcome, cross_entropy_loss, train_model
 
 if TYPE_CHECKING:
     from csrec.api import ExperimentConfig
@@ -21,12 +32,83 @@ class MethodOutcome:
     teachers: list[dict] = field(default_factory=list)
     teacher_seconds: float = 0.0
     soft_label_seconds: float = 0.0
+    store_bytes: int = 0
 
 
-def run_method(config: "ExperimentConfig", data: SequenceData) -> MethodOutcome:
-    import torch
+class SoftLabelLoss:
+    """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row."""
 
+    def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code"):
+        self.store, self.beta, self.temperature, self.direction = store, beta, temperature, direction
+        self.seconds_reading = 0.0  # time spent rebuilding soft labels (benchmarks report it)
+
+    def __call__(self, model: SequentialRecommender, batch: Batch):
+        reps, targets = model.training_representations(batch.inputs, batch.targets)
+        logits = model.item_scores(reps)
+        started = time.perf_counter()
+        with torch.no_grad():
+            probs = self.store.teacher_probs(batch.rows, self.temperature)
+            labels = soft_label_from_probs(probs, targets - 1)
+        self.seconds_reading += time.perf_counter() - started
+        loss, logs = student_loss(logits, targets - 1, labels, self.beta, self.direction)
+        extra = model.extra_loss()
+        return (loss if extra is None else loss + extra), logs
+
+
+def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool) -> tuple[SoftLabelStore, list[dict]]:
+    """Train (or fetch) the method's teachers and build its soft-label store."""
+    method = config.method
+    fingerprint = store_fingerprint(config, data)
+    if method.name == "softrec":
+        counts = torch.as_tensor(data.item_counts()[1:])
+        prior = popularity_logits(counts, method.softrec_scale).numpy()
+        return prior_store(prior, data.n_train_targets, fingerprint), []
+    teachers = [pool.get(spec, data, config.train) for spec in teacher_specs(config)]
+    store = build_store(
+        [t.model for t in teachers], data, mode=method.store, ensemble=method.ensemble,
+        temperature=method.temperature, top_k=method.store_top_k, device=config.train.torch_device(),
+        fingerprint=fingerprint,
+    )
+    infos = [dict(t.info, key=t.key, role="main" if t.spec.robust else "teacher") for t in teachers]
+    for t in teachers:
+        if t.spec.robust:  # CSRec-T: report the side teacher g2 too (Table 5 lists every teacher)
+            side = pool.get(t.spec.side, data, config.train)
+            infos.append(dict(side.info, key=side.key, role="side"))
+    return store, infos
+
+
+def run_method(
+    config: "ExperimentConfig",
+    data: SequenceData,
+    pool: TeacherPool | None = None,
+    store: SoftLabelStore | None = None,
+    teacher_infos: list[dict] | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> MethodOutcome:
+    method = config.method
+    pool = pool if pool is not None else TeacherPool()
+    teacher_seconds = soft_label_seconds = 0.0
+    infos = list(teacher_infos or [])
+    loss_fn = cross_entropy_loss
+    if method.uses_soft_labels:
+        if store is None:
+            started = time.perf_counter()
+            # Teachers first (timed apart from the store build), then the store.
+            for spec in teacher_specs(config):
+                pool.get(spec, data, config.train)
+            teacher_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            store, infos = build_method_store(config, data, pool)
+            soft_label_seconds = time.perf_counter() - started
+        if store.n_rows != data.n_train_targets:
+            raise ValueError(f"soft-label store has {store.n_rows} rows but the data has {data.n_train_targets} training targets")
+        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction)
     torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())
-    outcome = train_model(student, data, config.train, cross_entropy_loss, label=f"{config.backbone} student")
-    return MethodOutcome(student=student, train=outcome)
+    label = f"{config.backbone} {method.name} student"
+    outcome = train_model(student, data, config.train, loss_fn, on_epoch=on_epoch, label=label)
+    return MethodOutcome(
+        student=student, train=outcome, teachers=infos, teacher_seconds=teacher_seconds,
+        soft_label_seconds=soft_label_seconds, store_bytes=0 if store is None else store.nbytes,
+    )

@@ -1,0 +1,54 @@
+"""Shared helpers of the benchmark scripts: machine description, Markdown tables, atomic writes."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import resource
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from csrec.api import environment
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_DATA_DIR = os.environ.get("CSREC_DATA_DIR") or str(ROOT.parent / "shared" / "data")
+
+
+def machine_line() -> str:
+    env = environment("cuda" if torch.cuda.is_available() else "cpu")
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = f", GPU {env['gpu']}" if "gpu" in env else ", no GPU"
+    return (f"{datetime.date.today().isoformat()}; {env['cpu']}, {env['cpu_count']} cores, {mem_gib:.0f} GiB RAM{gpu}; "
+            f"torch {env['torch']} with {env['torch_threads']} threads; python {env['python']}")
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(name: str, title: str, body: str) -> Path:
+    """Write bench/results/<name>.md atomically (title, machine, command, body) and print it."""
+    text = f"### {title}\n\nMachine: {machine_line()}\n\nCommand: `{command_line()}`\n\n{body}\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    print(text)
+    return path
