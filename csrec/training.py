@@ -164,7 +164,8 @@ def train_model(
     valid_split = data.eval_split("valid")
     if sequence_subset is not None:
         valid_split = _take(valid_split, np.asarray(sequence_subset))
-    optimiser = torch.optim.Adam(params or list(model.parameters()), lr=config.lr, weight_decay=config.weight_decay)
+    params = params or list(model.parameters())
+    optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     best_value, best_epoch, best_state = -math.inf, 0, None
     history: list[EpochLog] = []
     started = time.perf_counter()
@@ -179,7 +180,7 @@ def train_model(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimiser.step()
             total += float(loss.detach())
             count += 1

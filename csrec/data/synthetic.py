@@ -46,18 +46,20 @@ def generate_synthetic(config: SyntheticConfig) -> pd.DataFrame:
     lengths = np.maximum(config.min_length, rng.poisson(config.mean_length, size=config.n_users))
     total = int(lengths.sum())
     user = np.repeat(np.arange(config.n_users), lengths)
-    true_item = np.empty(total, dtype=np.int64)
-    preference = rng.dirichlet(np.full(n_clusters, 0.3), size=config.n_users)
-    # Sequential by nature (each true item depends on the previous one); this is data
-    # generation, run once and cached, not a training hot path.
-    position = 0
-    for u, length in enumerate(lengths):
-        cluster = rng.choice(n_clusters, p=preference[u])
-        for _ in range(length):
-            if rng.random() >= config.stay:
-                cluster = rng.choice(n_clusters, p=preference[u])
-            true_item[position] = members[cluster][rng.choice(len(members[cluster]), p=within[cluster])]
-            position += 1
+    preference_cdf = np.cumsum(rng.dirichlet(np.full(n_clusters, 0.3), size=config.n_users), axis=1)
+    within_cdf = [np.cumsum(w) for w in within]
+    # The chain is sequential in time but independent across users: step all users at once.
+    steps = np.zeros((config.n_users, int(lengths.max())), dtype=np.int64)
+    cluster = _draw_rows(preference_cdf, rng)
+    for t in range(steps.shape[1]):
+        switch = rng.random(config.n_users) >= config.stay
+        cluster = np.where(switch, _draw_rows(preference_cdf, rng), cluster)
+        u = rng.random(config.n_users)
+        for c in np.unique(cluster):
+            rows = np.flatnonzero(cluster == c)
+            pick = np.minimum(np.searchsorted(within_cdf[c], u[rows]), len(members[c]) - 1)
+            steps[rows, t] = members[c][pick]
+    true_item = steps[np.arange(steps.shape[1]) < lengths[:, None]]
     noisy = rng.random(total) < config.noise_rate
     observed = true_item.copy()
     observed[noisy] = rng.choice(n_items, size=int(noisy.sum()), p=popularity)
@@ -71,6 +73,11 @@ def generate_synthetic(config: SyntheticConfig) -> pd.DataFrame:
             "true_item": true_item + 1,
         }
     )
+
+
+def _draw_rows(cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One categorical draw per row of a row-wise CDF matrix."""
+    return np.minimum((cdf < rng.random((len(cdf), 1))).sum(1), cdf.shape[1] - 1)
 
 
 def _zipf(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:

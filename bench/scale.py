@@ -1,0 +1,77 @@
+"""Scale: a synthetic dataset of ~1M interactions and 50k items through the whole pipeline.
+
+    python bench/scale.py [--users 50000] [--items 50000] [--mean-length 20] [--backbone gru4rec]
+
+Times and peak RSS after each stage: preprocessing, one teacher epoch, building the factored
+soft-label store (m = 2 teachers; the second teacher is a copy, since only the store's size and
+build time matter here), one CSRec student epoch, one full-ranking test pass.  Nothing holds a
+dense sequences × items matrix: training scores one batch of targets at a time, the store keeps
+m·d floats per row, evaluation ranks a bounded chunk of sequences at a time.
+Writes bench/results/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+
+import csrec  # noqa: E402
+from common import markdown_table, peak_rss_mib, write_result  # noqa: E402
+from csrec.data import SyntheticConfig  # noqa: E402
+from csrec.evaluation import evaluate  # noqa: E402
+from csrec.methods import SoftLabelLoss, build_store  # noqa: E402
+from csrec.models import build_backbone  # noqa: E402
+from csrec.training import TrainConfig, train_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--mean-length", type=float, default=20.0)
+    parser.add_argument("--backbone", default="gru4rec")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    rows = []
+
+    def stage(name: str, started: float, note: str = "") -> None:
+        rows.append([name, f"{time.perf_counter() - started:.1f}", f"{peak_rss_mib():,.0f}", note])
+        print(rows[-1], flush=True)
+
+    started = time.perf_counter()
+    synthetic = SyntheticConfig(n_users=args.users, n_items=args.items, n_clusters=64, mean_length=args.mean_length)
+    data = csrec.load_dataset(csrec.DataConfig(name="synthetic", synthetic=synthetic, use_cache=False))
+    s = data.stats()
+    stage("preprocess (generate, 5-core, windows)", started,
+          f"{s['interactions']:,} interactions, {s['items']:,} items, {s['sub_sessions']:,} sub-sessions, {s['train_targets']:,} targets")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train = TrainConfig(epochs=1, patience=0, batch_size=args.batch_size, progress=False)
+    teacher = build_backbone(args.backbone, data.n_items, data.max_len)
+    started = time.perf_counter()
+    train_model(teacher, data, train)
+    stage("one teacher epoch (train + valid pass)", started)
+    started = time.perf_counter()
+    store = build_store([teacher, copy.deepcopy(teacher)], data, "factored", device=device)
+    stage("build factored soft-label store (m = 2)", started,
+          f"{store.nbytes / 2**20:,.0f} MiB, {store.bytes_per_row():.0f} B/row (dense fp16 would be "
+          f"{data.n_train_targets * data.n_items * 2 / 2**30:,.0f} GiB)")
+    student = build_backbone(args.backbone, data.n_items, data.max_len)
+    started = time.perf_counter()
+    train_model(student, data, train, SoftLabelLoss(store, beta=0.5, temperature=3.0))
+    stage("one CSRec student epoch (train + valid pass)", started)
+    started = time.perf_counter()
+    evaluate(student, data, "test", device=device)
+    stage("one full-ranking test pass", started, f"{data.n_sequences:,} sequences × {data.n_items:,} items")
+    body = markdown_table(["stage", "seconds", "peak RSS so far (MiB)", "notes"], rows)
+    body += f"\n\nBackbone {args.backbone}, batch {args.batch_size} sub-sessions, device {device}."
+    write_result("scale", f"Scale: {s['interactions']:,} interactions, {s['items']:,} items", body)
+
+
+if __name__ == "__main__":
+    main()
