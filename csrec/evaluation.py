@@ -68,6 +68,10 @@ def rank_answers(
             ranks[lo:hi] = (scores > answer_scores).sum(1).cpu().numpy()
             if true_scores is not None:
                 true_ranks[lo:hi] = (scores > true_scores).sum(1).cpu().numpy()
+    if true_ranks is not None:
+        # A true item the k-core filter dropped from the catalogue (id 0) can never be
+        # recommended: a miss at every cut-off, not the rank of whatever item the clamp picked.
+        true_ranks[split.true_targets < 1] = n_items
     return ranks, true_ranks
 
 

@@ -49,6 +49,11 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        from csrec.metrics import summarize
+
+        valid_metrics = sorted(summarize(np.zeros(1, dtype=np.int64)))
+        if self.select_metric not in valid_metrics:
+            raise ConfigError(f"unknown select_metric {self.select_metric!r}; valid: {', '.join(valid_metrics)}")
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -1,0 +1,66 @@
+"""TeacherPool on disk: each distinct teacher trains once; later pools and methods reuse it."""
+
+from __future__ import annotations
+
+import torch
+
+from csrec.methods import TeacherPool, build_method_store, teacher_specs
+
+
+def _files(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_second_get_and_new_pool_train_nothing(tmp_path, data, method_config):
+    config = method_config("csrec-m", num_teachers=1)
+    (spec,) = teacher_specs(config)
+    pool = TeacherPool(tmp_path)
+    assert not pool.has(spec, data, config.train)
+    first = pool.get(spec, data, config.train)
+    key = spec.key(data.fingerprint, config.train)
+    assert pool.trained_here == [key] and first.key == key
+    assert _files(tmp_path) == [f"teacher-{key}.pt"]
+    assert pool.get(spec, data, config.train) is first
+    assert pool.trained_here == [key]
+
+    fresh = TeacherPool(tmp_path)
+    assert fresh.has(spec, data, config.train)
+    loaded = fresh.get(spec, data, config.train)
+    assert fresh.trained_here == []
+    assert loaded.key == key and loaded.info == first.info
+    state, want = loaded.model.state_dict(), first.model.state_dict()
+    assert state.keys() == want.keys() and all(torch.equal(state[k], want[k].cpu()) for k in want)
+    assert _files(tmp_path) == [f"teacher-{key}.pt"]
+
+
+def test_csrec_m_two_then_three_trains_three(tmp_path, data, method_config):
+    pool = TeacherPool(tmp_path)
+    two = method_config("csrec-m", num_teachers=2)
+    store_two, infos_two = build_method_store(two, data, pool)
+    assert len(pool.trained_here) == 2 and len(infos_two) == 2
+    three = method_config("csrec-m", num_teachers=3)
+    _, infos_three = build_method_store(three, data, pool)
+    assert len(pool.trained_here) == 3 and len(infos_three) == 3
+    assert [i["key"] for i in infos_three[:2]] == [i["key"] for i in infos_two]
+    assert len(_files(tmp_path)) == 3
+
+    fresh = TeacherPool(tmp_path)
+    store_again, _ = build_method_store(two, data, fresh)
+    assert fresh.trained_here == []
+    # Teachers loaded from disk give exactly the soft labels of the teachers trained in place.
+    for name, array in store_two.arrays.items():
+        assert (store_again.arrays[name] == array).all(), name
+    assert store_again.meta == store_two.meta
+
+
+def test_csrec_t_reuses_csrec_d_teacher_as_side(tmp_path, data, method_config):
+    pool = TeacherPool(tmp_path)
+    build_method_store(method_config("csrec-d", num_teachers=2), data, pool)
+    assert len(pool.trained_here) == 2
+    store, infos = build_method_store(method_config("csrec-t"), data, pool)
+    assert len(pool.trained_here) == 3  # only g1 is new: g2 is CSRec-D's first teacher
+    roles = {i["role"]: i for i in infos}
+    assert set(roles) == {"main", "side"}
+    d_keys = [s.key(data.fingerprint, method_config("csrec-d").train) for s in teacher_specs(method_config("csrec-d"))]
+    assert roles["side"]["key"] == d_keys[0]
+    assert store.meta["n_teachers"] == 1  # the student reads g1 alone

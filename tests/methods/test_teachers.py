@@ -1,0 +1,254 @@
+"""Teachers: the noise matrix h, specs and keys, data-level subsets, SoftRec's training counts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import csrec.methods.teachers as teachers_module
+from csrec.data import SequenceData
+from csrec.methods import build_method_store, teacher_specs, train_teacher
+from csrec.methods.losses import popularity_logits
+from csrec.methods.teachers import NoiseMatrix, TeacherSpec
+from csrec.training import TrainConfig
+
+
+# --- NoiseMatrix (Eq. 11, max_k h̃_{k,j} of Eq. 16) ---------------------------------------------
+def _noise(n=37, dim=5, seed=0, **kw) -> NoiseMatrix:
+    torch.manual_seed(seed)
+    return NoiseMatrix(n, dim, **kw).double()
+
+
+def _brute_column_max(noise: NoiseMatrix) -> tuple[list[float], list[int]]:
+    full = (noise.observed @ noise.preferred.t()).detach()
+    n = full.shape[0]
+    values, rows = [], []
+    for j in range(n):
+        best, arg = -math.inf, -1
+        for k in range(n):
+            if float(full[k, j]) > best:
+                best, arg = float(full[k, j]), k
+        values.append(best)
+        rows.append(arg)
+    return values, rows
+
+
+def test_noise_rows_are_rows_of_the_full_matrix():
+    noise = _noise()
+    items = torch.tensor([0, 36, 5, 5])
+    full = noise.observed @ noise.preferred.t()
+    torch.testing.assert_close(noise.rows(items), full[items], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 36, 37 * 5, 37 * 36, 1 << 22])
+def test_column_argmax_matches_brute_force_with_any_chunking(chunk):
+    noise = _noise()
+    values, rows = _brute_column_max(noise)
+    assert noise.column_argmax(chunk=chunk).tolist() == rows
+    full = (noise.observed @ noise.preferred.t()).detach()
+    got = full[noise.column_argmax(chunk=chunk), torch.arange(37)]
+    torch.testing.assert_close(got, torch.tensor(values, dtype=torch.float64), rtol=0, atol=0)
+
+
+def test_column_max_value_and_gradient():
+    noise = _noise()
+    values, rows = _brute_column_max(noise)
+    column_max = noise.column_max()
+    torch.testing.assert_close(column_max, torch.tensor(values, dtype=torch.float64), rtol=0, atol=1e-12)
+    weights = torch.linspace(0.5, 2.0, 37, dtype=torch.float64)
+    (column_max * weights).sum().backward()
+    # d/dM_k Σ_j w_j max_k' h̃_{k',j} = Σ_{j: argmax_j = k} w_j N_j;  d/dN_j = w_j M_{argmax_j}.
+    want_obs = torch.zeros_like(noise.observed)
+    want_pref = torch.zeros_like(noise.preferred)
+    for j, k in enumerate(rows):
+        want_obs[k] += weights[j] * noise.preferred.detach()[j]
+        want_pref[j] = weights[j] * noise.observed.detach()[k]
+    torch.testing.assert_close(noise.observed.grad, want_obs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(noise.preferred.grad, want_pref, rtol=0, atol=1e-12)
+    assert noise.observed.grad.abs().sum() > 0 and noise.preferred.grad.abs().sum() > 0
+
+
+def test_column_max_tracks_parameter_updates_when_exact():
+    noise = _noise(n=11, dim=3)
+    noise.column_max()
+    with torch.no_grad():
+        noise.observed[3] += 50.0 * noise.preferred.sum(0).sign()  # row 3 now dominates many columns
+    torch.testing.assert_close(noise.column_max(), torch.tensor(_brute_column_max(noise)[0], dtype=torch.float64))
+
+
+def test_column_max_refreshes_argmax_every_k_steps_when_large():
+    noise = _noise(n=11, dim=3, exact_limit=0, refresh_every=3)
+    first = noise.column_max()  # step 0: refresh
+    with torch.no_grad():
+        noise.observed.mul_(-1.0)  # every column's arg-max row changes
+    stale = noise.column_max()  # step 1: same arg-max rows, new values
+    new_rows = _brute_column_max(noise)[1]
+    noise.column_max()  # step 2
+    fresh = noise.column_max()  # step 3: refreshed, exact again
+    torch.testing.assert_close(stale, -first)
+    torch.testing.assert_close(fresh, torch.tensor(_brute_column_max(noise)[0], dtype=torch.float64))
+    assert noise._argmax.tolist() == new_rows
+
+
+# --- teacher_specs -----------------------------------------------------------------------------
+def test_specs_csrec_m(method_config):
+    config = method_config("csrec-m", num_teachers=3, teacher_seed=70)
+    specs = teacher_specs(config)
+    assert [s.seed for s in specs] == [70, 71, 72]
+    model = tuple(sorted(dataclasses.asdict(config.resolved_model()).items()))
+    for s in specs:
+        assert s.subsample is None and s.subsample_seed is None and not s.robust and s.side is None
+        assert s.backbone == "gru4rec" and s.model == model
+
+
+def test_specs_csrec_d(method_config):
+    config = method_config("csrec-d", num_teachers=3, subsample=0.6, teacher_seed=5, subsample_seed=40)
+    specs = teacher_specs(config)
+    assert [s.seed for s in specs] == [5, 5, 5]  # one model seed, as the authors
+    assert [s.subsample for s in specs] == [0.6, 0.6, 0.6]
+    assert [s.subsample_seed for s in specs] == [40, 41, 42]
+    assert not any(s.robust for s in specs)
+
+
+@pytest.mark.parametrize("expectation_term", [True, False])
+def test_specs_csrec_t_side_is_csrec_d_first_teacher(data, expectation_term, method_config):
+    kw = dict(subsample=0.7, teacher_seed=9, subsample_seed=30)
+    t_config = method_config("csrec-t", alpha=0.25, expectation_term=expectation_term, **kw)
+    d_config = method_config("csrec-d", **kw)
+    (main,) = teacher_specs(t_config)
+    assert main.robust and main.alpha == 0.25 and main.expectation_term is expectation_term
+    assert main.subsample is None  # g1 trains on the full data
+    assert main.side == teacher_specs(d_config)[0]
+    assert main.side.key(data.fingerprint, t_config.train) == teacher_specs(d_config)[0].key(data.fingerprint, d_config.train)
+    assert main.key(data.fingerprint, t_config.train) != main.side.key(data.fingerprint, t_config.train)
+
+
+@pytest.mark.parametrize("method", ["base", "softrec"])
+def test_specs_without_teachers(method, method_config):
+    assert teacher_specs(method_config(method)) == []
+
+
+# --- keys ----------------------------------------------------------------------------------------
+def test_teacher_key_stable_and_sensitive():
+    train = TrainConfig(epochs=3)
+    base = TeacherSpec("gru4rec", (("embedding_dim", 8),), seed=1, subsample=0.8, subsample_seed=2)
+    key = base.key("fp", train)
+    assert key == TeacherSpec("gru4rec", (("embedding_dim", 8),), seed=1, subsample=0.8, subsample_seed=2).key("fp", train)
+    assert key == base.key("fp", TrainConfig(epochs=3))
+    changed = [
+        dataclasses.replace(base, seed=2).key("fp", train),
+        dataclasses.replace(base, subsample=0.7).key("fp", train),
+        dataclasses.replace(base, subsample_seed=3).key("fp", train),
+        dataclasses.replace(base, model=(("embedding_dim", 16),)).key("fp", train),
+        base.key("other-fingerprint", train),
+        base.key("fp", TrainConfig(epochs=4)),
+        base.key("fp", TrainConfig(epochs=3, lr=1e-3)),
+    ]
+    assert key not in changed and len(set(changed)) == len(changed)
+    # Settings that do not change the trained weights (the spec's own seed wins) do not change it.
+    assert base.key("fp", TrainConfig(epochs=3, seed=12345, device="cpu", progress=False)) == key
+    robust = TeacherSpec("gru4rec", (), seed=5, robust=True, alpha=0.5, side=base)
+    assert robust.key("fp", train) != dataclasses.replace(robust, side=dataclasses.replace(base, seed=9)).key("fp", train)
+    assert robust.key("fp", train) != dataclasses.replace(robust, alpha=0.25).key("fp", train)
+    assert robust.key("fp", train) != dataclasses.replace(robust, expectation_term=False).key("fp", train)
+
+
+# --- data-level subsets --------------------------------------------------------------------------
+@pytest.mark.parametrize("fraction", [0.8, 0.5, 0.33])
+def test_subsample_seeded_sized_without_replacement(data, fraction):
+    n = data.n_sequences
+    first = data.subsample(fraction, 2000)
+    assert np.array_equal(first, data.subsample(fraction, 2000))
+    assert len(first) == math.floor(fraction * n)
+    assert len(np.unique(first)) == len(first)
+    assert first.min() >= 0 and first.max() < n
+    assert np.all(np.diff(first) > 0)
+    assert not np.array_equal(first, data.subsample(fraction, 2001))
+
+
+def test_subsample_full_fraction_and_bad_fraction(data):
+    assert np.array_equal(data.subsample(1.0, 3), np.arange(data.n_sequences))
+    with pytest.raises(Exception):
+        data.subsample(0.0, 1)
+
+
+def test_subsample_teacher_trains_on_its_subset(data, monkeypatch, method_config):
+    seen = {}
+    real = teachers_module.train_model
+
+    def spy(model, data_, train, *args, sequence_subset=None, **kwargs):
+        seen["subset"] = sequence_subset
+        seen["seed"] = train.seed
+        return real(model, data_, train, *args, sequence_subset=sequence_subset, **kwargs)
+
+    monkeypatch.setattr(teachers_module, "train_model", spy)
+    config = method_config("csrec-d", num_teachers=2, subsample=0.5)
+    spec = teacher_specs(config)[1]
+    trained = train_teacher(spec, data, config.train)
+    assert np.array_equal(seen["subset"], data.subsample(0.5, spec.subsample_seed))
+    assert seen["seed"] == spec.seed
+    assert set(trained.info["valid"]) >= {"ndcg@10", "recall@10"} and "test" in trained.info
+    assert trained.key == spec.key(data.fingerprint, config.train)
+
+
+def test_robust_teacher_requires_side(data, method_config):
+    (spec,) = teacher_specs(method_config("csrec-t"))
+    with pytest.raises(ValueError, match="side"):
+        train_teacher(spec, data, method_config("csrec-t").train)
+
+
+# --- SoftRec: training counts only ---------------------------------------------------------------
+def _hand_made_data() -> SequenceData:
+    # Sub-session i: train part = s[:-2], valid = s[-2], test = s[-1].
+    sequences = [[1, 2, 3, 2, 4, 6], [2, 3, 1, 5, 7], [3, 3, 1, 2, 3, 5, 1]]
+    items = np.concatenate([np.array(s) for s in sequences]).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+    return SequenceData(
+        name="hand", n_items=8, max_len=8, items=items, positive=np.ones(len(items), dtype=bool),
+        offsets=offsets, source_user=np.arange(3), true_items=None, fingerprint="hand-made-1",
+        windowing="authors", n_source_users=3,
+    )
+
+
+def _brute_train_counts(data: SequenceData) -> list[int]:
+    counts = [0] * (data.n_items + 1)
+    for s in range(data.n_sequences):
+        seq = data.items[data.offsets[s] : data.offsets[s + 1]]
+        for item in seq[:-2]:
+            counts[int(item)] += 1
+    return counts
+
+
+def test_item_counts_training_parts_only():
+    data = _hand_made_data()
+    counts = data.item_counts()
+    assert counts.tolist() == _brute_train_counts(data)
+    assert counts.tolist() == [0, 3, 4, 5, 0, 0, 0, 0, 0]
+    # Items 6 and 7 occur only as test targets, 4 and 5 only as validation/test targets, 8 never;
+    # item 1 is also a test target but counts its training occurrences only.
+    assert counts[6] == 0 and counts[7] == 0 and counts[4] == 0 and counts[5] == 0
+
+
+def test_item_counts_on_synthetic_data(data):
+    assert data.item_counts().tolist() == _brute_train_counts(data)
+
+
+def test_softrec_store_uses_training_counts_only(method_config):
+    data = _hand_made_data()
+    store, infos = build_method_store(method_config("softrec"), data, pool=None)
+    assert infos == [] and store.mode == "prior" and store.n_rows == data.n_train_targets
+    counts = _brute_train_counts(data)[1:]
+    want = [-5.0 + 10.0 * c / max(counts) for c in counts]
+    np.testing.assert_allclose(store.arrays["logits"], want, rtol=0, atol=1e-6)
+    assert store.arrays["logits"][6 - 1] == pytest.approx(-5.0)  # test-only item
+    assert store.arrays["logits"][3 - 1] == pytest.approx(5.0)  # most frequent training item
+    np.testing.assert_allclose(store.arrays["logits"], popularity_logits(torch.as_tensor(counts)).numpy(), atol=1e-6)
+    rows = torch.tensor([0, 3, 1])
+    probs = store.teacher_probs(rows, 3.0)
+    exps = [math.exp(v / 3.0) for v in want]
+    expected = torch.tensor([e / sum(exps) for e in exps], dtype=torch.float32).expand(3, -1)
+    torch.testing.assert_close(probs, expected, rtol=0, atol=1e-6)

@@ -1,0 +1,159 @@
+"""The training loop: one-pass loss = the authors' per-prefix loss, batch bookkeeping, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from csrec.errors import ConfigError
+from csrec.evaluation import evaluate
+from csrec.models import backbone_class, backbone_names, build_backbone
+from csrec.training import BatchMaker, TrainConfig, cross_entropy_loss, train_model
+
+CAUSAL = [name for name in backbone_names() if backbone_class(name).causal]
+
+
+def _flat_targets(data) -> list[int]:
+    """Every training target in the flat order: s[1], ..., s[-3] of each sub-session in turn."""
+    out = []
+    for lo, hi in zip(data.offsets[:-1].tolist(), data.offsets[1:].tolist()):
+        out.extend(data.items[lo + 1 : hi - 2].tolist())
+    return out
+
+
+def test_causal_backbones_exist():
+    assert {"gru4rec", "narm", "nextitnet", "sasrec"} <= set(CAUSAL)
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_one_pass_loss_equals_per_prefix_loss(small_data, name):
+    torch.manual_seed(0)
+    model = build_backbone(name, small_data.n_items, small_data.max_len).eval()
+    maker = BatchMaker(small_data, np.arange(12), batch_size=12, device=torch.device("cpu"))
+    batch = maker.make(torch.as_tensor(maker.subset))
+    with torch.no_grad():
+        reps, targets = model.training_representations(batch.inputs, batch.targets)
+        one_pass = F.cross_entropy(model.item_scores(reps), targets - 1)
+        loss, logs = cross_entropy_loss(model, batch)
+        # The authors' loader: every prefix of the training part is its own sample, supervised
+        # on its last item only, and run through the model alone.
+        inputs, all_targets = small_data.train_arrays()
+        per_prefix = []
+        for seq in maker.subset.tolist():
+            for t in range(int(small_data.train_target_counts()[seq])):
+                prefix = torch.as_tensor(inputs[seq : seq + 1, : t + 1])
+                rep = model.last_representation(prefix, torch.tensor([t + 1]))
+                target = torch.as_tensor([all_targets[seq, t] - 1])
+                per_prefix.append(F.cross_entropy(model.item_scores(rep), target))
+        extra = model.extra_loss()
+    assert len(per_prefix) == len(targets) == maker.n_targets
+    expected = torch.stack(per_prefix).mean()
+    torch.testing.assert_close(one_pass, expected, rtol=1e-5, atol=1e-6)
+    assert logs["ce"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss) == pytest.approx(float(one_pass) + (0.0 if extra is None else float(extra)), rel=1e-6)
+
+
+def test_batches_cover_every_target_once(small_data):
+    maker = BatchMaker(small_data, None, batch_size=17, device=torch.device("cpu"))
+    counts = small_data.train_target_counts()
+    assert maker.subset.tolist() == np.flatnonzero(counts > 0).tolist()
+    assert maker.n_targets == small_data.n_train_targets
+    flat = np.array(_flat_targets(small_data))
+    assert len(flat) == small_data.n_train_targets
+    seen_sequences, seen_rows = [], []
+    batches = list(maker.batches(np.random.default_rng(0)))
+    assert len(batches) == len(maker) == math.ceil(len(maker.subset) / 17)
+    for batch in batches:
+        mask = batch.targets > 0
+        # rows locate each target (row-major order) in the flat training-target order.
+        assert flat[batch.rows.numpy()].tolist() == batch.targets[mask].tolist()
+        assert batch.inputs.shape == batch.targets.shape
+        assert batch.inputs.shape[1] == int(counts[batch.sequences.numpy()].max())  # padding trimmed
+        seen_sequences.extend(batch.sequences.tolist())
+        seen_rows.extend(batch.rows.tolist())
+    assert sorted(seen_sequences) == maker.subset.tolist()
+    assert sorted(seen_rows) == list(range(small_data.n_train_targets))
+    # A different generator state gives a different order of the same batches.
+    again = [b.sequences.tolist() for b in maker.batches(np.random.default_rng(1))]
+    assert sum(again, []) != seen_sequences
+
+
+def test_subset_batches_use_their_own_rows(small_data):
+    subset = np.arange(0, small_data.n_sequences, 3)
+    maker = BatchMaker(small_data, subset, batch_size=8, device=torch.device("cpu"))
+    flat = np.array(_flat_targets(small_data))
+    offsets = small_data.train_target_offsets()
+    expected_rows = sorted(r for s in subset for r in range(offsets[s], offsets[s + 1]))
+    rows = []
+    for batch in maker.batches(np.random.default_rng(0)):
+        assert set(batch.sequences.tolist()) <= set(subset.tolist())
+        assert flat[batch.rows.numpy()].tolist() == batch.targets[batch.targets > 0].tolist()
+        rows.extend(batch.rows.tolist())
+    assert sorted(rows) == expected_rows
+
+
+def _small_model(data, seed=0):
+    torch.manual_seed(seed)
+    return build_backbone("gru4rec", data.n_items, data.max_len, {"embedding_dim": 16, "hidden_dim": 16})
+
+
+def test_early_stopping_restores_best_weights(small_data):
+    model = _small_model(small_data)
+    snapshots = {}
+
+    def snapshot(log):
+        snapshots[log.epoch] = copy.deepcopy(model.state_dict())
+
+    config = TrainConfig(epochs=60, batch_size=32, lr=0.1, patience=1, seed=5, device="cpu", progress=False)
+    outcome = train_model(model, small_data, config, on_epoch=snapshot)
+    history = outcome.history
+    values = [h.valid["ndcg@10"] for h in history]
+    assert outcome.stopped_early and len(history) < config.epochs
+    assert len(history) == outcome.best_epoch + 1  # patience 1: the first epoch without progress ends it
+    assert outcome.best_value == max(values) == values[outcome.best_epoch - 1]
+    assert values.index(max(values)) + 1 == outcome.best_epoch  # strict improvement picks the first
+    assert values[-1] <= outcome.best_value
+    assert [h.best_epoch for h in history][-1] == outcome.best_epoch
+    # The model holds the best epoch's weights, not the last epoch's.
+    state = model.state_dict()
+    assert all(torch.equal(state[k], snapshots[outcome.best_epoch][k]) for k in state)
+    assert not all(torch.equal(state[k], snapshots[len(history)][k]) for k in state)
+    assert evaluate(model, small_data, "valid").metrics["ndcg@10"] == pytest.approx(outcome.best_value, abs=1e-12)
+    assert all(math.isfinite(h.train_loss) and h.seconds_train >= 0 for h in history)
+
+
+def test_patience_zero_never_stops(small_data):
+    model = _small_model(small_data)
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.05, patience=0, device="cpu", progress=False)
+    outcome = train_model(model, small_data, config)
+    assert len(outcome.history) == 3 and not outcome.stopped_early
+    assert 1 <= outcome.best_epoch <= 3
+
+
+def test_training_lowers_the_loss(small_data):
+    model = _small_model(small_data)
+    config = TrainConfig(epochs=4, batch_size=32, lr=0.01, patience=0, device="cpu", progress=False)
+    losses = [h.train_loss for h in train_model(model, small_data, config).history]
+    assert losses[-1] < losses[0]
+
+
+def test_progress_goes_to_stderr(small_data, capsys):
+    model = _small_model(small_data)
+    train_model(model, small_data, TrainConfig(epochs=1, device="cpu", progress=True), label="probe")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "[probe] epoch   1/1" in captured.err
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [(dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr"), (dict(patience=-1), "patience")],
+)
+def test_bad_train_config(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        TrainConfig(**overrides).validate()
