@@ -218,6 +218,7 @@ def train_model(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    optimiser.zero_grad(set_to_none=True)  # a trained model carries no stale gradients
     return TrainOutcome(best_epoch, best_value, history, time.perf_counter() - started, stopped_early)
 
 

@@ -52,7 +52,7 @@ def method_config():
 
 @pytest.fixture(scope="session")
 def data(_methods_environment):
-    """The tiny prepared synthetic data (128 sub-sessions, 59 items, 1,465 training targets)."""
+    """The tiny prepared synthetic data (about 130 sub-sessions, 60 items, 1,500 training targets)."""
     return load_dataset(tiny_data_config(), use_cache=False)
 
 

@@ -139,3 +139,44 @@ def test_run_method_rejects_store_of_wrong_size(data, m_setup, method_config):
     store.meta["n_rows"] = store.n_rows + 1
     with pytest.raises(ValueError, match="rows"):
         run_method(config, data, pool=pool, store=store)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_run_method_wires_method_hyperparameters(data, m_setup, monkeypatch):
+    import dataclasses
+
+    import csrec.methods.run as run_module
+
+    config, pool, _ = m_setup
+    method = dataclasses.replace(config.method, beta=0.25, temperature=6.0, kl_direction="paper",
+                                 ensemble="probs", store="topk", store_top_k=9)
+    config = dataclasses.replace(config, method=method)
+    seen = {}
+    trained_before = list(pool.trained_here)
+
+    def capture(model, data_, train, loss_fn, **kwargs):
+        seen["loss_fn"] = loss_fn
+        raise _Stop
+
+    monkeypatch.setattr(run_module, "train_model", capture)
+    with pytest.raises(_Stop):
+        run_method(config, data, pool=pool)
+    loss_fn = seen["loss_fn"]
+    assert isinstance(loss_fn, SoftLabelLoss)
+    assert (loss_fn.beta, loss_fn.temperature, loss_fn.direction) == (0.25, 6.0, "paper")
+    store = loss_fn.store
+    assert store.mode == "topk" and store.meta["ensemble"] == "probs"
+    assert store.meta["temperature"] == 6.0 and store.arrays["values"].shape[1] == 9
+    assert pool.trained_here == trained_before  # teachers reused from the pool
+
+    base = dataclasses.replace(config, method=dataclasses.replace(method, name="base"))
+    with pytest.raises(_Stop):
+        run_method(base, data, pool=pool)
+    assert seen["loss_fn"] is run_module.cross_entropy_loss
+    zero_beta = dataclasses.replace(config, method=dataclasses.replace(method, beta=0.0))
+    with pytest.raises(_Stop):
+        run_method(zero_beta, data, pool=pool)
+    assert seen["loss_fn"] is run_module.cross_entropy_loss  # β = 0 is Base CE

@@ -252,3 +252,35 @@ def test_softrec_store_uses_training_counts_only(method_config):
     exps = [math.exp(v / 3.0) for v in want]
     expected = torch.tensor([e / sum(exps) for e in exps], dtype=torch.float32).expand(3, -1)
     torch.testing.assert_close(probs, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("expectation_term", [True, False])
+def test_robust_teacher_optimises_g1_and_h_against_frozen_side(data, monkeypatch, method_config, expectation_term):
+    seen = {}
+    real = teachers_module.train_model
+
+    def spy(model, data_, train, **kwargs):
+        seen.update(model=model, loss_fn=kwargs.get("loss_fn"), params=kwargs.get("params"),
+                    subset=kwargs.get("sequence_subset"))
+        return real(model, data_, train, **kwargs)
+
+    monkeypatch.setattr(teachers_module, "train_model", spy)
+    config = method_config("csrec-t", alpha=0.25, expectation_term=expectation_term)
+    (spec,) = teacher_specs(config)
+    side = train_teacher(spec.side, data, config.train)
+    assert np.array_equal(seen["subset"], data.subsample(spec.side.subsample, spec.side.subsample_seed))
+    train_teacher(spec, data, config.train, side=side.model)
+    loss_fn = seen["loss_fn"]
+    assert isinstance(loss_fn, teachers_module.RobustTeacherLoss)
+    assert loss_fn.side is side.model and loss_fn.alpha == 0.25
+    assert seen["subset"] is None  # g1 trains on the full data
+    ids = {id(p) for p in seen["params"]}
+    assert {id(p) for p in seen["model"].parameters()} <= ids
+    assert not ids & {id(p) for p in side.model.parameters()}
+    if expectation_term:
+        assert isinstance(loss_fn.noise, NoiseMatrix)
+        assert {id(loss_fn.noise.observed), id(loss_fn.noise.preferred)} <= ids
+        assert loss_fn.noise.observed.shape == (data.n_items, dict(spec.model)["embedding_dim"])
+    else:
+        assert loss_fn.noise is None
+        assert len(ids) == len(list(seen["model"].parameters()))
