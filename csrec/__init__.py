@@ -13,3 +13,15 @@ from csrec.training import TrainConfig
 __version__ = "0.1.0"
 
 __all__ = ["DataConfig", "ExperimentConfig", "FitResult", "MethodConfig", "TrainConfig", "fit", "load_dataset", "make_config"]
+
+
+def __getattr__(name):  # csrec.tune: the Ray sweeper, imported on first use so `import csrec` stays Ray-free
+    if name == "tune":
+        from csrec.sweep import tune
+
+        return tune
+    if name == "report":
+        from csrec.report import report
+
+        return report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

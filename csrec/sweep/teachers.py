@@ -1,0 +1,444 @@
+"""The teacher pool on Ray: each distinct teacher is trained once per storage location.
+
+Teachers live in a :class:`csrec.methods.TeacherPool` directory (``<storage_path>/teachers``),
+keyed by :meth:`TeacherSpec.key`.  Three routes fill it, and all three go through
+:func:`ensure_teacher`, which takes a per-teacher file lock and re-checks the pool, so no
+teacher is ever trained twice, whoever asks for it and however many ask at once:
+
+* :func:`train_teachers` (the driver, before trials start): the missing teachers of a list of
+  configs, concurrently, as plain Ray tasks (``num_gpus=1`` when the cluster has GPUs).  A
+  1-worker TorchTrainer costs about 20 s to start on a small box, a Ray task 1–3 s, so plain
+  tasks are the default; the measured submit→start overhead is returned and printed.
+* the same with ``teacher_workers > 1``: one data-parallel ``TorchTrainer`` per teacher
+  (:func:`train_teacher_torchtrainer`), checkpointed under ``<storage_path>/train_runs/<key>``
+  so a rerun resumes it.
+* a student trial whose teachers are not in the pool (Optuna's m, p and α are only known once a
+  trial samples them) trains them in its own process through :func:`ensure_teachers`.
+
+Every trained teacher also gets a small ``teacher-<key>.json`` beside its ``.pt`` with who
+trained it, where (Ray node id, host, pid), for which sweep, and how long it took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+
+from csrec.data.dataset import DataConfig, SequenceData, load_dataset
+from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
+from csrec.methods.teachers import TrainedTeacher
+from csrec.sweep.runtime import Resources, node_id
+from csrec.training import TrainConfig
+
+
+# --- locks and records ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True):
+    """An exclusive ``flock`` on ``path``; yields whether it was acquired (always True if blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def info_path(pool_dir: str | os.PathLike, key: str) -> Path:
+    return Path(pool_dir) / f"teacher-{key}.json"
+
+
+def read_teacher_records(pool_dir: str | os.PathLike) -> list[dict]:
+    """The sidecar records of every teacher trained into ``pool_dir`` by this layer."""
+    out = []
+    for path in sorted(Path(pool_dir).glob("teacher-*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _where() -> dict:
+    return {"node_id": node_id(), "hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def _save_teacher(pool: TeacherPool, teacher: TrainedTeacher, record: dict) -> None:
+    teacher.info.update({k: v for k, v in record.items() if k not in ("spec",)})
+    pool.save(teacher)
+    _write_json(info_path(pool.directory, teacher.key), record)
+
+
+# --- training one teacher, exactly once ----------------------------------------------------------
+def ensure_teacher(
+    pool_dir: str | os.PathLike,
+    spec: TeacherSpec,
+    data: SequenceData,
+    train: TrainConfig,
+    *,
+    trained_by: str = "driver",
+    sweep: str = "",
+    blocking: bool = True,
+) -> dict | None:
+    """Make sure ``spec`` is in the pool; returns a record (``trained`` says whether it trained here).
+
+    A robust teacher's side teacher is ensured first.  Non-blocking: returns None when another
+    process holds the teacher's lock (it is being trained elsewhere).
+    """
+    pool = TeacherPool(pool_dir)
+    key = spec.key(data.fingerprint, train)
+    record = {"key": key, "describe": spec.describe(), "trained": False, "trained_by": trained_by, "sweep": sweep}
+    if pool.has(spec, data, train):
+        return record
+    if spec.robust:
+        ensure_teacher(pool_dir, spec.side, data, train, trained_by=trained_by, sweep=sweep, blocking=True)
+    waited = time.perf_counter()
+    with file_lock(Path(pool_dir) / "locks" / f"{key}.lock", blocking=blocking) as acquired:
+        if not acquired:
+            return None
+        waited = time.perf_counter() - waited
+        if pool.has(spec, data, train):  # trained by whoever held the lock before us
+            return dict(record, waited_s=waited)
+        side = pool.get(spec.side, data, train).model if spec.robust else None
+        started = time.perf_counter()
+        teacher = train_teacher(spec, data, dataclasses.replace(train, progress=False), side=side)
+        record.update(
+            trained=True, seconds=time.perf_counter() - started, finished_at=time.time(),
+            valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where(),
+        )
+        _save_teacher(pool, teacher, record)
+    return record
+
+
+def ensure_teachers(
+    pool_dir: str | os.PathLike, specs: list[TeacherSpec], data: SequenceData, train: TrainConfig,
+    *, trained_by: str = "trial", sweep: str = "",
+) -> list[dict]:
+    """Ensure several teachers cooperatively: first train those nobody else is training, then wait."""
+    records: dict[int, dict] = {}
+    for i, spec in enumerate(specs):
+        rec = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep, blocking=False)
+        if rec is not None:
+            records[i] = rec
+    for i, spec in enumerate(specs):
+        if i not in records:
+            records[i] = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep)
+    return [records[i] for i in range(len(specs))]
+
+
+# --- which teachers a set of configs needs ------------------------------------------------------
+def collect_teacher_specs(configs, data_by_fingerprint: dict[str, SequenceData] | None = None, load=None):
+    """Distinct (spec, data, train) triples of ``configs``, by key; side teachers before robust ones.
+
+    ``load(DataConfig) -> SequenceData`` loads the data (default: :func:`load_dataset`).
+    """
+    load = load or load_dataset
+    cache: dict[str, SequenceData] = {}
+    seen: dict[str, tuple] = {}
+    for config in configs:
+        cache_key = json.dumps(dataclasses.asdict(config.data), sort_keys=True, default=str)
+        if cache_key not in cache:
+            cache[cache_key] = load(config.data)
+        data = cache[cache_key]
+        train = dataclasses.replace(config.train, progress=False)
+        for spec in teacher_specs(config):
+            for s in ([spec.side] if spec.robust else []) + [spec]:
+                key = s.key(data.fingerprint, train)
+                if key not in seen:
+                    seen[key] = (s, data, train)
+    plain = [v for v in seen.values() if not v[0].robust]
+    robust = [v for v in seen.values() if v[0].robust]
+    return plain + robust
+
+
+# --- Ray task route --------------------------------------------------------------------------------
+@ray.remote(max_retries=1)
+def _teacher_task(pool_dir, spec, data, train, sweep, submitted_at, threads, *_after):
+    started = time.time()
+    torch.set_num_threads(max(1, int(threads)))
+    if isinstance(data, DataConfig):
+        data = load_dataset(data)
+    record = ensure_teacher(pool_dir, spec, data, train, trained_by="ray-task", sweep=sweep)
+    record["launch_overhead_s"] = started - submitted_at
+    record.setdefault("node_id", node_id())
+    return record
+
+
+@dataclass
+class TeacherReport:
+    """What :func:`train_teachers` did: every needed teacher's record, and the timings."""
+
+    records: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    route: str = "ray-task"
+
+    @property
+    def trained(self) -> list[dict]:
+        return [r for r in self.records if r.get("trained")]
+
+    @property
+    def reused(self) -> list[dict]:
+        return [r for r in self.records if not r.get("trained")]
+
+    @property
+    def launch_overheads(self) -> list[float]:
+        return [r["launch_overhead_s"] for r in self.records if "launch_overhead_s" in r]
+
+    def summary(self) -> str:
+        over = self.launch_overheads
+        nodes = sorted({r.get("node_id", "")[:8] for r in self.trained})
+        text = (
+            f"teachers: {len(self.records)} needed, {len(self.trained)} trained, {len(self.reused)} reused "
+            f"({self.route}, {self.wall_s:.1f}s wall"
+        )
+        if over:
+            text += f"; launch overhead mean {np.mean(over):.2f}s max {max(over):.2f}s"
+        if self.trained:
+            train_s = [r.get("seconds", 0.0) for r in self.trained]
+            text += f"; training mean {np.mean(train_s):.2f}s; nodes {','.join(nodes)}"
+        return text + ")"
+
+
+def train_teachers(
+    configs,
+    pool_dir: str | os.PathLike,
+    resources: Resources | dict | None = None,
+    *,
+    sweep: str = "",
+    storage_path: str | os.PathLike | None = None,
+    data_refs: dict[str, ray.ObjectRef] | None = None,
+    verbose: bool = True,
+) -> TeacherReport:
+    """Train the missing teachers of ``configs`` concurrently on Ray; skip those already pooled.
+
+    ``data_refs`` (fingerprint → ObjectRef of the SequenceData) lets tasks map the data from the
+    object store instead of reading the data files on their node.
+    """
+    started = time.perf_counter()
+    resources = Resources.from_any(resources).resolved()
+    triples = collect_teacher_specs(configs)
+    pool = TeacherPool(pool_dir)
+    report = TeacherReport(route="ray-task" if resources.teacher_workers <= 1 else "torchtrainer")
+    missing = []
+    for spec, data, train in triples:
+        if pool.has(spec, data, train):
+            report.records.append({"key": spec.key(data.fingerprint, train), "describe": spec.describe(), "trained": False})
+        else:
+            missing.append((spec, data, train))
+    if missing and resources.teacher_workers <= 1:
+        refs: dict[str, ray.ObjectRef] = {}
+        data_refs = dict(data_refs or {})
+        for spec, data, train in missing:
+            if data.fingerprint not in data_refs:
+                data_refs[data.fingerprint] = ray.put(data)
+            after = []
+            if spec.robust:
+                side_key = spec.side.key(data.fingerprint, train)
+                if side_key in refs:
+                    after.append(refs[side_key])  # Ray schedules the robust teacher after its side teacher
+            task = _teacher_task.options(num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
+            refs[spec.key(data.fingerprint, train)] = task.remote(
+                str(pool_dir), spec, data_refs[data.fingerprint], train, sweep, time.time(),
+                resources.teacher_cpus, *after,
+            )
+        report.records.extend(ray.get(list(refs.values())))
+    elif missing:
+        storage = Path(storage_path or Path(pool_dir).parent) / "train_runs"
+        for wave in ([m for m in missing if not m[0].robust], [m for m in missing if m[0].robust]):
+            if not wave:
+                continue
+            with ThreadPoolExecutor(max_workers=len(wave)) as executor:
+                futures = [
+                    executor.submit(train_teacher_torchtrainer, spec, data, train, pool_dir, resources,
+                                    storage_path=storage, sweep=sweep)
+                    for spec, data, train in wave
+                ]
+                report.records.extend(f.result() for f in futures)
+    report.wall_s = time.perf_counter() - started
+    if verbose:
+        print(f"[csrec.sweep] {report.summary()}", flush=True)
+    return report
+
+
+# --- TorchTrainer route (multi-worker teachers) --------------------------------------------------
+def _torch_teacher_loop(cfg: dict) -> dict | None:
+    """Ray Train worker: one teacher, data-parallel over ``world`` workers (gloo/NCCL all-reduce).
+
+    Each rank trains on an equal share of the teacher's training sub-sessions and the gradients
+    are averaged after every backward pass, so all ranks take identical optimiser steps.  With
+    more than one worker, early stopping is off (ranks must run the same number of steps) and
+    each rank picks its best epoch on its share of the validation sequences; rank 0's model is
+    saved into the pool.  Rank 0 checkpoints its weights every epoch; a restarted run loads
+    them and trains the remaining epochs (the optimiser state starts afresh).
+    """
+    import torch.distributed as dist
+    from ray import train as ray_train
+
+    from csrec.evaluation import evaluate
+    from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss
+    from csrec.models.base import build_backbone
+    from csrec.training import train_model
+
+    loop_started = time.time()
+    context = ray_train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(cfg["threads"])))
+    data = cfg["data"]
+    if isinstance(data, ray.ObjectRef):
+        data = ray.get(data)
+    elif isinstance(data, DataConfig):
+        data = load_dataset(data)
+    spec: TeacherSpec = cfg["spec"]
+    train: TrainConfig = cfg["train"]
+    pool = TeacherPool(cfg["pool_dir"])
+    key = spec.key(data.fingerprint, train)
+    record = {"key": key, "describe": spec.describe(), "trained": False, "trained_by": "torchtrainer",
+              "sweep": cfg["sweep"], "workers": world, "launch_overhead_s": loop_started - cfg["submitted_at"]}
+    if pool.has(spec, data, train):
+        ray_train.report({"epoch": 0, "skipped": 1})
+        return record if rank == 0 else None
+
+    if torch.cuda.is_available():
+        # Train shows every worker all GPUs of its node; "cuda" must mean this worker's own one.
+        from ray.train.torch import get_device
+
+        torch.cuda.set_device(get_device())
+    device = train.torch_device()
+    torch.manual_seed(spec.seed)
+    model = build_backbone(spec.backbone, data.n_items, data.max_len, dict(spec.model))
+    subset = data.subsample(spec.subsample, spec.subsample_seed) if spec.subsample is not None else None
+    loss_kwargs, params = {}, None
+    if spec.robust:
+        side = pool.get(spec.side, data, train).model.to(device)
+        noise = NoiseMatrix(data.n_items, dict(spec.model).get("embedding_dim", 64)) if spec.expectation_term else None
+        if noise is not None:
+            noise.to(device)
+        loss_kwargs["loss_fn"] = RobustTeacherLoss(side, noise, spec.alpha)
+        params = list(model.parameters()) + (list(noise.parameters()) if noise is not None else [])
+    shard = subset
+    local_train = dataclasses.replace(train, seed=spec.seed, progress=False)
+    if world > 1:
+        candidates = np.arange(data.n_sequences) if subset is None else np.asarray(subset)
+        candidates = candidates[data.train_target_counts()[candidates] > 0]
+        order = np.random.default_rng(spec.seed).permutation(candidates)
+        per_rank = len(order) // world  # equal shares: every rank runs the same number of steps
+        shard = np.sort(order[rank * per_rank : (rank + 1) * per_rank])
+        local_train = dataclasses.replace(local_train, patience=0)
+
+        def average(p: torch.Tensor) -> None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+        for p in params or list(model.parameters()):
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(average)
+
+    first_epoch = 0
+    checkpoint = ray_train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        first_epoch = int(state["epoch"])
+    remaining = max(train.epochs - first_epoch, 1)
+    local_train = dataclasses.replace(local_train, epochs=remaining)
+
+    def on_epoch(log) -> None:
+        metrics = {"epoch": first_epoch + log.epoch, "train_loss": log.train_loss,
+                   "valid_ndcg@10": log.valid.get("ndcg@10", 0.0)}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save({"model": model.state_dict(), "epoch": first_epoch + log.epoch}, Path(directory) / "teacher.pt")
+                ray_train.report(metrics, checkpoint=ray_train.Checkpoint.from_directory(directory))
+        else:
+            ray_train.report(metrics)  # every rank reports: it is a barrier
+
+    started = time.perf_counter()
+    outcome = train_model(model, data, local_train, sequence_subset=shard, params=params, on_epoch=on_epoch,
+                          label=f"teacher {spec.describe()} rank {rank}", **loss_kwargs)
+    if rank != 0:
+        return None
+    info = {
+        "spec": spec.to_dict(), "best_epoch": first_epoch + outcome.best_epoch, "epochs_run": len(outcome.history),
+        "seconds": time.perf_counter() - started,
+        "valid": evaluate(model, data, "valid", device=device).metrics,
+        "test": evaluate(model, data, "test", device=device).metrics,
+    }
+    record.update(trained=True, seconds=info["seconds"], finished_at=time.time(),
+                  valid_ndcg10=info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where())
+    with file_lock(Path(cfg["pool_dir"]) / "locks" / f"{key}.lock"):
+        if not pool.has(spec, data, train):
+            _save_teacher(pool, TrainedTeacher(spec=spec, key=key, model=model.cpu(), info=info), record)
+    return record
+
+
+def train_teacher_torchtrainer(
+    spec: TeacherSpec, data: SequenceData | ray.ObjectRef, train: TrainConfig, pool_dir: str | os.PathLike,
+    resources: Resources | dict | None = None, *, storage_path: str | os.PathLike, sweep: str = "",
+) -> dict:
+    """Train one teacher as a Ray Train run (``resources.teacher_workers`` workers).
+
+    The run is named after the teacher key under ``storage_path``, so rerunning it after a crash
+    resumes from its last checkpoint (Train V2 resumes a run of the same name automatically).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = Resources.from_any(resources).resolved()
+    fingerprint = data.fingerprint if isinstance(data, SequenceData) else None
+    key = spec.key(fingerprint, train) if fingerprint else None
+    if key is None:
+        raise ValueError("pass the SequenceData itself (its fingerprint names the run)")
+    use_gpu = bool(resources.teacher_gpus)
+    per_worker = {"CPU": resources.teacher_cpus}
+    if use_gpu:
+        per_worker["GPU"] = resources.teacher_gpus
+    trainer = TorchTrainer(
+        _torch_teacher_loop,
+        train_loop_config={
+            "spec": spec, "train": train, "pool_dir": str(pool_dir), "sweep": sweep, "threads": resources.teacher_cpus,
+            "data": ray.put(data), "submitted_at": time.time(),
+        },
+        scaling_config=ScalingConfig(num_workers=max(1, resources.teacher_workers), use_gpu=use_gpu,
+                                     resources_per_worker=per_worker),
+        run_config=RunConfig(
+            name=f"teacher-{key}", storage_path=str(Path(storage_path).resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=1, controller_failure_limit=0),
+        ),
+    )
+    submitted = time.time()
+    result = trainer.fit()
+    record = result.return_value or {"key": key, "describe": spec.describe(), "trained": False}
+    record["fit_s"] = time.time() - submitted
+    return record

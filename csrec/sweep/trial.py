@@ -1,0 +1,176 @@
+"""The Tune trial: one student configuration, reported epoch by epoch, tested once at the end.
+
+The trial builds its ExperimentConfig from the sweep cell's base config plus the sampled method
+parameters, maps the prepared data and its soft-label store from the object store (building the
+store itself only if nobody has; see :mod:`csrec.sweep.stores`), and calls
+:func:`csrec.methods.run_method`.  Every epoch it reports the validation metrics
+(``valid/<metric>``) and ``valid/best_ndcg@10`` (the best so far: what ASHA and Optuna read)
+with a small checkpoint.  When training ends (best weights restored), it computes the test
+metrics once, reports them as ``test/<metric>`` in a final result with ``final=True``, and saves
+the per-sequence ranks (``ranks.npz``) and the best student weights in the trial directory and
+in the final checkpoint.
+
+Retries: ``run_method`` cannot resume a half-trained student (it builds the student itself and
+``on_epoch`` does not see it), so a retried trial restarts it from scratch with the same seed and
+skips re-reporting the epochs its checkpoint already covers: the iteration count seen by ASHA
+stays consistent and the replayed epochs are deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from csrec.api import ExperimentConfig
+from csrec.data.dataset import SequenceData
+from csrec.evaluation import evaluate
+from csrec.methods import run_method
+from csrec.methods.teachers import TeacherPool
+from csrec.metrics import per_sequence_metrics
+from csrec.sweep.space import PARAMS
+from csrec.sweep.stores import fetch_store
+
+METRIC = "valid/best_ndcg@10"
+MODE = "max"
+
+
+@dataclass
+class FailWhen:
+    """Fault injection (tests, chaos checks): raise in every trial whose params match, at ``epoch``.
+
+    With ``once`` (a file path visible to the trials) it raises only the first time: the marker
+    file records that it did, so the retry succeeds.  A sweep takes one or a list of these.
+    """
+
+    params: dict
+    epoch: int = 1
+    once: str | None = None
+
+    def __call__(self, params: dict, epoch: int) -> None:
+        if epoch != self.epoch or any(params.get(k) != v for k, v in self.params.items()):
+            return
+        if self.once is not None:
+            marker = Path(self.once)
+            if marker.exists():
+                return
+            marker.write_text(f"failed once at epoch {epoch}\n")
+        raise RuntimeError(f"injected failure at epoch {epoch} for {self.params}")
+
+
+@dataclass
+class SweepContext:
+    """What every trial of one sweep cell shares (small; travels with ``tune.with_parameters``)."""
+
+    base: ExperimentConfig
+    pool_dir: str
+    sweep: str
+    trial_cpus: float = 1.0
+    fault: object | None = None
+
+    def config_for(self, params: dict) -> ExperimentConfig:
+        updates = {k: params[k] for k in PARAMS if k in params and params[k] is not None}
+        if "num_teachers" in updates:
+            updates["num_teachers"] = int(updates["num_teachers"])
+        for k in ("beta", "temperature", "subsample", "alpha"):
+            if k in updates:
+                updates[k] = float(updates[k])
+        method = dataclasses.replace(self.base.method, **updates)
+        method.validate()
+        return dataclasses.replace(self.base, method=method)
+
+
+def _trial_dir() -> Path | None:
+    try:
+        path = tune.get_context().get_trial_dir()
+    except Exception:  # noqa: BLE001
+        return None
+    return Path(path) if path and "://" not in str(path) else None
+
+
+def _write_artifacts(directory: Path, student, test, valid, payload: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"test_ranks": test.ranks, "test_positive": test.positive, "valid_ranks": valid.ranks}
+    if test.true_ranks is not None:
+        arrays["test_true_ranks"] = test.true_ranks
+    for name, vector in per_sequence_metrics(test.ranks, ks=(10,)).items():
+        arrays[f"test_{name}"] = vector
+    np.savez_compressed(directory / "ranks.npz", **arrays)
+    torch.save(student.state_dict(), directory / "student.pt")
+    (directory / "trial_result.json").write_text(json.dumps(payload, indent=1, default=str))
+
+
+def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) -> None:
+    """Tune function trainable (wrapped with ``tune.with_parameters`` by the sweep)."""
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(ctx.trial_cpus)))
+    config = ctx.config_for(params)
+    trial_dir = _trial_dir()
+    if trial_dir is not None:  # one line per attempt: retries are visible after the fact
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        with open(trial_dir / "attempts.log", "a") as handle:
+            handle.write(f"{time.time():.3f} pid={os.getpid()}\n")
+
+    reported_epochs = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state_file = Path(directory) / "state.json"
+            if state_file.is_file():
+                reported_epochs = int(json.loads(state_file.read_text()).get("epoch", 0))
+
+    store = infos = None
+    event = {"store": "none", "fingerprint": "", "teachers": []}
+    if config.method.uses_soft_labels:
+        who = tune.get_context().get_trial_id() or ""
+        store, infos, event = fetch_store(registry, config, data, ctx.pool_dir, sweep=ctx.sweep, who=who)
+    teachers_trained = sum(1 for r in event["teachers"] if r.get("trained"))
+    # Mapped from the object store (not built here): read-only shared-memory pages, no copy.
+    zero_copy = store is not None and event["store"] == "hit" and not any(
+        a.flags.writeable for a in store.arrays.values())
+    setup_s = time.perf_counter() - started
+    common = {"store_event": event["store"], "store_fingerprint": event["fingerprint"],
+              "teachers_trained_here": teachers_trained, "setup_s": setup_s,
+              "store_zero_copy": zero_copy}
+
+    def on_epoch(log) -> None:
+        for fault in ctx.fault if isinstance(ctx.fault, (list, tuple)) else [ctx.fault]:
+            if fault is not None:
+                fault(params, log.epoch)
+        if log.epoch <= reported_epochs:
+            return  # a retry replays epochs its checkpoint already reported
+        metrics = {"epoch": log.epoch, "train_loss": log.train_loss, METRIC: log.best_value,
+                   "best_epoch": log.best_epoch, "final": False, **common}
+        metrics.update({f"valid/{k}": v for k, v in log.valid.items()})
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, "state.json").write_text(json.dumps({"epoch": log.epoch, "best": log.best_value}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
+                         on_epoch=on_epoch)
+    device = config.train.torch_device()
+    test = evaluate(outcome.student, data, "test", device=device)
+    valid = evaluate(outcome.student, data, "valid", device=device)
+    final = {
+        "epoch": len(outcome.train.history), "final": True, METRIC: outcome.train.best_value,
+        "best_epoch": outcome.train.best_epoch, "epochs_run": len(outcome.train.history),
+        "stopped_early": outcome.train.stopped_early, "trial_s": time.perf_counter() - started,
+        "student_s": outcome.train.seconds, **common,
+    }
+    final.update({f"valid/{k}": v for k, v in valid.metrics.items()})
+    final.update({f"test/{k}": v for k, v in test.metrics.items()})
+    payload = {"params": params, "config": config.to_dict(), "metrics": final, "teachers": outcome.teachers}
+    if trial_dir is not None:
+        _write_artifacts(trial_dir, outcome.student, test, valid, payload)
+    with tempfile.TemporaryDirectory() as directory:
+        _write_artifacts(Path(directory), outcome.student, test, valid, payload)
+        Path(directory, "state.json").write_text(json.dumps({"epoch": final["epoch"], "final": True}))
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(directory))

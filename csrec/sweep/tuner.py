@@ -1,0 +1,392 @@
+"""``csrec.sweep.tune``: one (dataset, backbone, method) cell searched with Ray Tune.
+
+Pipeline of one cell:
+
+1. start or join Ray (:func:`csrec.sweep.runtime.init_ray`); load the data once in the driver
+   and ``ray.put`` it (trials and teacher tasks map it instead of reading files on their node);
+2. teachers: every teacher the cell can know up front is trained now, concurrently, as Ray tasks
+   (``prebuild``; default: the whole paper grid; with Optuna nothing, see below), skipping those
+   already in ``<storage_path>/teachers``;
+3. soft-label stores: each distinct store of those configs is built once and put in the object
+   store; the :class:`StoreRegistry` hands its ref to every trial that needs it;
+4. Tune: OptunaSearch (TPE, seeded) or the paper grid, ASHA on ``valid/best_ndcg@10``,
+   ``FailureConfig(max_failures)`` retries, per-epoch checkpoints; the experiment lives in
+   ``<storage_path>/<dataset>-<backbone>-<method>-<search>`` and is resumed with
+   ``Tuner.restore`` when it exists;
+5. the trials table, the best configuration on validation and its test metrics.
+
+**Teachers under Optuna.**  m, p and α are sampled per trial, and CSRec-T's main teacher depends
+on the continuous α, so the teachers of an Optuna trial are not all known before it starts.
+Trials whose teachers are missing train them in their own process through the shared on-disk
+pool; a per-teacher file lock and a re-check make sure two trials never train the same teacher
+(one trains, the other waits and loads it), and a trial first trains the missing teachers nobody
+else is training.  Pre-training the union of the discrete (m, p) choices (``prebuild=True``)
+would cost 4 teachers for CSRec-M but 20 for CSRec-D, most of which a 12-trial TPE run never
+samples, so it is opt-in.  The paper grid is fully known and is always pre-built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import ray
+from ray import tune as ray_tune
+
+from csrec.api import ExperimentConfig, make_config
+from csrec.data.dataset import load_dataset
+from csrec.methods import METHODS
+from csrec.sweep.runtime import Clock, Resources, init_ray
+from csrec.sweep.space import (
+    PARAMS, SEARCHES, discrete_points, expected_trials, grid_points, method_params, optuna_space, paper_grid_space,
+)
+from csrec.sweep.stores import make_registry, prebuild_stores
+from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
+from csrec.sweep.trial import METRIC, MODE, SweepContext, run_trial
+
+OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
+
+
+@dataclass
+class SweepResult:
+    """One cell's sweep: every trial, the best configuration on validation, and its test metrics."""
+
+    dataset: str
+    backbone: str
+    method: str
+    search: str
+    path: str
+    trials: pd.DataFrame
+    best_config: dict | None
+    best_valid: dict
+    best_test: dict
+    best_trial_path: str | None
+    trials_run: int
+    trials_expected: int
+    complete: bool
+    teachers_trained: int
+    teacher_report: TeacherReport | None = None
+    stores: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        failed = self.trials[self.trials["status"] == "error"] if len(self.trials) else self.trials
+        return {row.trial_id: row.error for row in failed.itertuples()} if len(failed) else {}
+
+    def summary(self) -> str:
+        head = f"{self.dataset} / {self.backbone} / {self.method} ({self.search}): "
+        counts = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
+        text = head + (
+            f"{self.trials_run}/{self.trials_expected} trials {counts}, {self.teachers_trained} teachers trained, "
+            f"{self.timings.get('total_s', 0):.1f}s"
+        )
+        if self.best_config is not None:
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_config.items()) or "-"
+            text += (
+                f"\n  best on validation: {params}  valid NDCG@10 {self.best_valid.get('ndcg@10', math.nan):.4f}"
+                f"  → test Recall@10 {self.best_test.get('recall@10', math.nan):.4f}"
+                f" NDCG@10 {self.best_test.get('ndcg@10', math.nan):.4f}"
+            )
+        if not self.complete:
+            text += "\n  INCOMPLETE: rerun with resume to finish it"
+        return text
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class _OutcomeLog(ray_tune.Callback):
+    """Appends how each trial ended (complete/stopped vs error) to a file in the experiment dir.
+
+    Tune marks interrupted trials TERMINATED too (and ``fit()`` returns normally on SIGINT), so
+    this log is how the sweep tells a finished trial from an interrupted one, across restores.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _write(self, trial, event: str) -> None:
+        final = bool((trial.last_result or {}).get("final"))
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"trial_id": trial.trial_id, "event": event, "final": final}) + "\n")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._write(trial, "complete")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(trial, "error")
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+_REGISTRIES: dict[str, object] = {}
+
+
+def _registry():
+    """One store registry per Ray job (driver), shared by every cell the driver sweeps."""
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _REGISTRIES:
+        _REGISTRIES.clear()
+        _REGISTRIES[job] = make_registry()
+    return _REGISTRIES[job]
+
+
+def registry_stats() -> dict:
+    """Build/hit log of this driver's store registry (tests and reports)."""
+    return ray.get(_registry().stats.remote())
+
+
+def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=None, model=None, **overrides) -> ExperimentConfig:
+    kwargs = dict(overrides)
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    if seed is not None:
+        kwargs["seed"] = seed
+    kwargs.setdefault("progress", False)
+    config = make_config(dataset, backbone, method, model=model, **kwargs)
+    if config.data.cache_dir is None and os.environ.get("CSREC_CACHE_DIR"):
+        # Workers of a cluster started elsewhere do not inherit this driver's environment.
+        config.data = dataclasses.replace(config.data, cache_dir=os.environ["CSREC_CACHE_DIR"])
+    return config
+
+
+def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=()) -> list[ExperimentConfig]:
+    """The configs whose teachers (and stores) can be built before the trials start."""
+    method = base.method.name
+    if prebuild == "auto":
+        prebuild = search == "paper-grid"
+    if not prebuild:
+        return []
+    ctx = SweepContext(base=base, pool_dir="", sweep="")
+    points = grid_points(method, fixed) if search == "paper-grid" else discrete_points(method, fixed)
+    return [ctx.config_for(p) for p in points]
+
+
+def tune(
+    dataset: str = "synthetic",
+    backbone: str = "gru4rec",
+    method: str = "csrec-m",
+    num_samples: int = 12,
+    search: str = "optuna",
+    resources: Resources | dict | None = None,
+    storage_path: str | os.PathLike = "runs/sweep",
+    epochs: int | None = None,
+    seed: int | None = None,
+    *,
+    name: str | None = None,
+    resume: bool | str = "auto",
+    max_failures: int = 1,
+    asha: bool = True,
+    grace_period: int | None = None,
+    prebuild: bool | str = "auto",
+    address: str | None = None,
+    num_cpus: int | None = None,
+    verbose: int = 1,
+    model: dict | None = None,
+    fault=None,
+    **overrides,
+) -> SweepResult:
+    """Search one (dataset, backbone, method) cell; see the module docstring.
+
+    ``num_samples``: Optuna trials (ignored by ``paper-grid``, which runs its whole grid, and by
+    Base, which has nothing to search: one trial).  ``overrides`` are any DataConfig / TrainConfig / MethodConfig field (``data_dir=``,
+    ``batch_size=``, ``store=`` …); a searched parameter given here (``num_teachers=2``) is fixed
+    and leaves the search space.  ``resume``: True restores the experiment (error if there
+    is none), False refuses an existing one, "auto" restores when it exists.  ``resources``:
+    a :class:`Resources` or a dict such as ``{"cpu": 1, "gpu": 0.5, "max_concurrent_trials": 4}``.
+    """
+    clock = Clock()
+    total_started = time.perf_counter()
+    if search not in SEARCHES:
+        raise ValueError(f"unknown search {search!r}; valid: {', '.join(SEARCHES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    with clock.time("ray_init_s"):
+        init_ray(address=address, num_cpus=num_cpus)
+    resources = Resources.from_any(resources).resolved()
+    base = base_config(dataset, backbone, method, epochs=epochs, seed=seed, model=model, **overrides)
+    fixed = tuple(p for p in PARAMS if p in overrides)  # given a value: not searched
+    storage = Path(storage_path).resolve()
+    pool_dir = str(storage / "teachers")
+    name = name or f"{dataset}-{backbone}-{method}-{search}"
+    exp_path = storage / name
+
+    with clock.time("data_s"):
+        data = load_dataset(base.data)
+        data_ref = ray.put(data)
+    registry = _registry()
+
+    # Teachers and stores known before the trials start.
+    teacher_report = None
+    known = known_configs(base, search, prebuild, fixed)
+    stores: dict = {}
+    if known:
+        with clock.time("teachers_s"):
+            teacher_report = train_teachers(known, pool_dir, resources, sweep=name, storage_path=storage,
+                                            data_refs={data.fingerprint: data_ref}, verbose=verbose > 0)
+        buildable = [c for c in known if not (c.method.name == "csrec-t" and search != "paper-grid")]
+        with clock.time("stores_s"):
+            stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
+                                     num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
+
+    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=name, trial_cpus=resources.trial_cpus, fault=fault)
+    trial_resources = {"cpu": resources.trial_cpus}
+    if resources.trial_gpus:
+        trial_resources["gpu"] = resources.trial_gpus
+
+    def make_trainable():
+        return ray_tune.with_resources(
+            ray_tune.with_parameters(run_trial, ctx=ctx, data=data_ref, registry=registry), trial_resources,
+        )
+
+    n_expected = expected_trials(method, search, num_samples, fixed)
+    restorable = ray_tune.Tuner.can_restore(str(exp_path))
+    if resume is True and not restorable:
+        raise FileNotFoundError(f"nothing to resume at {exp_path}")
+    if resume is False and exp_path.exists():
+        raise FileExistsError(f"{exp_path} exists: resume it (resume=True / --resume) or choose another storage path")
+    if restorable and resume:
+        tuner = ray_tune.Tuner.restore(str(exp_path), trainable=make_trainable(), resume_unfinished=True,
+                                       resume_errored=True)
+    else:
+        tuner = _new_tuner(make_trainable(), base, method, search, n_expected, resources, storage, name,
+                           exp_path, max_failures, asha, grace_period, verbose, fixed)
+    with clock.time("tune_s"):
+        grid = tuner.fit()
+
+    frame = trials_frame(grid, exp_path, dataset=dataset, backbone=backbone, method=method, search=search)
+    best = select_best(frame)
+    records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == name and r.get("trained")]
+    finished = frame["status"].isin(["completed", "stopped", "error"]).all() if len(frame) else False
+    clock.sections["total_s"] = time.perf_counter() - total_started
+    result = SweepResult(
+        dataset=dataset, backbone=backbone, method=method, search=search, path=str(exp_path), trials=frame,
+        best_config=None if best is None else {k: best[f"config/{k}"] for k in method_params(method, fixed) if f"config/{k}" in best},
+        best_valid=_prefixed(best, "valid/"), best_test=_prefixed(best, "test/"),
+        best_trial_path=None if best is None else best["trial_path"],
+        trials_run=len(frame), trials_expected=n_expected,
+        complete=bool(finished and len(frame) >= n_expected),
+        teachers_trained=len(records), teacher_report=teacher_report, stores=stores, timings=dict(clock.sections),
+    )
+    if verbose:
+        print(f"[csrec.sweep] {result.summary()}", flush=True)
+    return result
+
+
+def _prefixed(row, prefix: str) -> dict:
+    if row is None:
+        return {}
+    return {k[len(prefix):]: float(v) for k, v in row.items() if k.startswith(prefix) and pd.notna(v)}
+
+
+def _new_tuner(trainable, base, method, search, n_expected, resources, storage, name, exp_path, max_failures,
+               asha, grace_period, verbose, fixed=()):
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = base.train.epochs
+    scheduler = None
+    if asha and epochs > 1:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
+            grace_period=grace_period or max(1, epochs // 4), reduction_factor=3,
+        )
+    search_alg, param_space, num_samples = None, {}, 1
+    if search == "optuna" and method_params(method, fixed):
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        seed = base.train.seed
+        search_alg = OptunaSearch(
+            space=optuna_space(method, fixed), metric=METRIC, mode=MODE,
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_expected // 3))),
+        )
+        num_samples = n_expected
+    elif search == "paper-grid":
+        param_space = paper_grid_space(method, fixed)
+    exp_path.mkdir(parents=True, exist_ok=True)
+    return ray_tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=ray_tune.TuneConfig(
+            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            max_concurrent_trials=resources.max_concurrent_trials, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=ray_tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=verbose,
+            failure_config=ray_tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE))],
+        ),
+    )
+
+
+# --- results ------------------------------------------------------------------------------------------
+_SKIP = {"config", "checkpoint_dir_name", "should_checkpoint"}
+
+
+def _read_outcomes(exp_path: Path) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    path = exp_path / OUTCOMES_FILE
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out[entry["trial_id"]] = entry  # the latest event wins (a resumed trial may end twice)
+    return out
+
+
+def trials_frame(grid, exp_path: Path, **labels) -> pd.DataFrame:
+    """One row per trial: labels, ``config/<param>``, status, error, every last-reported metric.
+
+    status: ``completed`` (reached its final test report), ``stopped`` (early-stopped by ASHA),
+    ``error`` (kept failing after its retries), ``interrupted`` (the driver stopped first).
+    """
+    outcomes = _read_outcomes(Path(exp_path))
+    rows = []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name.replace("trial_", "")
+        row = dict(labels)
+        row["trial_id"] = trial_id
+        row.update({f"config/{k}": v for k, v in (result.config or {}).items()})
+        event = outcomes.get(trial_id, {})
+        if metrics.get("final"):
+            status = "completed"
+        elif result.error is not None or event.get("event") == "error":
+            status = "error"
+        elif event.get("event") == "complete":
+            status = "stopped"
+        else:
+            status = "interrupted"
+        row["status"] = status
+        row["error"] = None if result.error is None else f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+        for key, value in metrics.items():
+            if key in _SKIP or key.startswith("config/"):
+                continue
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                row[key] = value
+        row["trial_path"] = result.path
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def select_best(frame: pd.DataFrame):
+    """The completed trial with the best validation NDCG@10 (never looks at test metrics)."""
+    if not len(frame) or METRIC not in frame:
+        return None
+    done = frame[(frame["status"] == "completed") & frame[METRIC].notna()]
+    if not len(done):
+        return None
+    return done.loc[done[METRIC].idxmax()]

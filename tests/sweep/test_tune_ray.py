@@ -1,0 +1,110 @@
+"""Tune sweeps end to end on the session's local Ray runtime (2 CPUs, tiny synthetic data)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import csrec.sweep as sweep
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _grid_main():
+    spec = importlib.util.spec_from_file_location("csrec_sweeps_grid", REPO / "sweeps" / "grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_smoke_grid_end_to_end(ray_session, tmp_path):
+    """grid.py --smoke on one backbone: every method, results.parquet, best vectors, Table 3."""
+    run_dir = tmp_path / "smoke"
+    started = time.perf_counter()
+    rc = _grid_main()(["--smoke", "--backbones", "gru4rec", "--storage-path", str(run_dir), "--verbose", "0"])
+    wall = time.perf_counter() - started
+    assert rc == 0
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert set(results["method"]) == {"base", "softrec", "csrec-m", "csrec-d", "csrec-t"}
+    assert len(results) == 1 + 4 * 2  # Base: one trial; each soft-label method: --num-samples 2
+    assert set(results["status"]) <= {"completed", "stopped"}
+    assert {"config/beta", "config/temperature", "config/num_teachers", "config/subsample", "config/alpha",
+            "valid/best_ndcg@10", "test/ndcg@10", "test/recall+@10"} <= set(results.columns)
+    # CSRec-T trials have α; CSRec-M trials do not (conditional space).
+    assert results.loc[results["method"] == "csrec-m", "config/alpha"].isna().all()
+    assert results.loc[results["method"] == "csrec-t", "config/alpha"].notna().all()
+    assert results.groupby("method")["is_best"].sum().eq(1).all()
+    best = np.load(run_dir / "best" / "synthetic__gru4rec__csrec-m.npz")
+    assert {"test_ranks", "test_positive", "recall@10", "ndcg@10"} <= set(best.files)
+    table = (run_dir / "table.md").read_text()
+    assert "## synthetic" in table and "| gru4rec | csrec-t |" in table and "NDCG+@10" in table
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert all(cell["complete"] for cell in summary["cells"])
+    trained = summary["teachers_trained"]
+    print(f"\nsmoke (1 backbone, 5 methods): {len(results)} trials, {trained} teachers trained, {wall:.1f}s wall")
+
+
+def test_concurrent_trials_share_one_soft_label_build(ray_session, tiny, tmp_path):
+    """Three trials need the same store (m fixed at 2, T outside the fingerprint): built once."""
+    result = sweep.tune(
+        "synthetic", "gru4rec", "csrec-m", num_samples=3, search="optuna", storage_path=tmp_path,
+        num_teachers=2, batch_size=32, prebuild=False, verbose=0, **tiny,
+    )
+    frame = result.trials
+    assert result.complete and (frame["status"] != "error").all()
+    assert frame["store_fingerprint"].nunique() == 1
+    fingerprint = frame["store_fingerprint"].iloc[0]
+    stats = sweep.registry_stats()
+    assert stats["builds"][fingerprint] == 1
+    events = [e["event"] for e in stats["log"] if e["fp"] == fingerprint]
+    assert events.count("claim") == 1 and events.count("build") == 1
+    assert events.count("hit") + events.count("hit-after-wait") == 2
+    assert sorted(frame["store_event"]) == ["built", "hit", "hit"]
+    # Trials that received the store mapped it read-only from the object store (no copy).
+    assert frame.loc[frame["store_event"] == "hit", "store_zero_copy"].all()
+    assert result.teachers_trained == 2  # the two teachers, trained once by the building trial
+
+
+def test_failing_trial_is_retried_then_recorded_while_the_sweep_completes(ray_session, tiny, tmp_path):
+    """β = 0.5 always fails (retried once, then recorded); β = 0.75 fails once at epoch 2 and its
+    retry restarts from the epoch-1 checkpoint without reporting epoch 1 twice."""
+    faults = [sweep.FailWhen({"beta": 0.5}), sweep.FailWhen({"beta": 0.75}, epoch=2, once=str(tmp_path / "once"))]
+    result = sweep.tune(
+        "synthetic", "gru4rec", "softrec", search="paper-grid", storage_path=tmp_path, temperature=3.0,
+        max_failures=1, fault=faults, asha=False, verbose=0, **tiny,
+    )
+    frame = result.trials.set_index("config/beta")
+    assert sorted(frame.index) == [0.25, 0.5, 0.75]  # the paper's β values, T fixed at 3
+    assert frame.loc[0.5, "status"] == "error" and "injected failure" in frame.loc[0.5, "error"]
+    assert (frame.loc[[0.25, 0.75], "status"] == "completed").all()
+
+    def attempts(beta):
+        return (Path(frame.loc[beta, "trial_path"]) / "attempts.log").read_text().splitlines()
+
+    assert len(attempts(0.5)) == 2  # first run + one retry (max_failures=1)
+    assert len(attempts(0.75)) == 2 and len(attempts(0.25)) == 1
+    progress = pd.read_csv(Path(frame.loc[0.75, "trial_path"]) / "progress.csv")
+    assert progress["training_iteration"].tolist() == [1, 2, 3]  # epochs 1, 2 and the final test report
+    assert frame.loc[0.75, "training_iteration"] == tiny["epochs"] + 1
+    assert result.complete and result.best_config["beta"] in (0.25, 0.75)
+    assert set(result.best_test) >= {"recall@10", "ndcg@10"}
+    assert list(result.errors) == [frame.loc[0.5, "trial_id"]]
+
+
+def test_existing_experiment_needs_resume(ray_session, tiny, tmp_path):
+    kwargs = dict(search="paper-grid", storage_path=tmp_path, verbose=0, **dict(tiny, epochs=1))
+    first = sweep.tune("synthetic", "gru4rec", "base", **kwargs)
+    with pytest.raises(FileExistsError):
+        sweep.tune("synthetic", "gru4rec", "base", resume=False, **kwargs)
+    again = sweep.tune("synthetic", "gru4rec", "base", resume=True, **kwargs)  # finished: nothing reruns
+    assert again.trials["trial_id"].tolist() == first.trials["trial_id"].tolist()
+    attempts = (Path(first.best_trial_path) / "attempts.log").read_text().splitlines()
+    assert len(attempts) == 1
