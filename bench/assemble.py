@@ -1,0 +1,34 @@
+"""Rebuild BENCHMARKS.md from bench/BENCHMARKS.template.md and the tables in bench/results/.
+
+    python bench/assemble.py
+
+Each ``{{name}}`` in the template is replaced by bench/results/<name>.md (written by the bench
+script of that name, with its machine line and command), or by a line saying it was not run.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT  # noqa: E402
+
+
+def main() -> None:
+    template = (ROOT / "bench" / "BENCHMARKS.template.md").read_text()
+
+    def include(match: re.Match) -> str:
+        path = RESULTS / f"{match.group(1)}.md"
+        if path.is_file():
+            return path.read_text().strip()
+        return f"_Not run yet: `python bench/{match.group(1)}.py`._"
+
+    text = re.sub(r"\{\{(\w+)\}\}", include, template)
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
