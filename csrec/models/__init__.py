@@ -15,7 +15,7 @@ from csrec.models.base import (
 )
 
 # Importing a backbone module registers it.
-from csrec.models import gru4rec, narm, nextitnet, sasrec  # noqa: E402,F401
+from csrec.models import bert4rec, cl4srec, dreamrec, gru4rec, narm, nextitnet, sasrec, srgnn  # noqa: E402,F401
 
 __all__ = [
     "BackboneConfig",

@@ -1,0 +1,162 @@
+"""``csrec.report(run_dir)``: every table and figure of a sweep run directory into ``RUN_DIR/report/``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from csrec.report import figures as F
+from csrec.report.robustness import CSV as ROBUSTNESS_CSV
+from csrec.report.robustness import PNG as ROBUSTNESS_PNG
+from csrec.report.robustness import robustness_markdown, write_robustness
+from csrec.report.runs import Run, backbone_label, dataset_label, method_label
+from csrec.report.tables import main_table, teacher_table
+
+FIGURE_TITLES = {
+    "fig1_4": "Fig. 1/4 – popular-type vs niche-type users", "fig3": "Fig. 3 – item popularity distribution",
+    "fig5": "Fig. 5 – metrics by input sequence length", "fig6": "Fig. 6 – number of teachers m",
+    "fig7_8": "Fig. 7/8 – β × T", "fig9": "Fig. 9 – sub-sampling ratio p",
+    "fig10": "Fig. 10 – CSRec-T with / without the expectation term",
+}
+ROBUSTNESS_CMD = ("python sweeps/report.py --robustness {out} --noise 0,0.1,0.2,0.4 --epochs 20")
+
+
+def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | Path | None = None,
+           extra_runs=(), robustness_dir: str | Path | None = None, log=None) -> Path:
+    """Write the report of a ``sweeps/grid.py`` run directory; returns the path of ``report.md``.
+
+    ``out_dir``: default ``RUN_DIR/report``.  ``data_dir``: where the real datasets are (default:
+    the one the sweep recorded, else ``$CSREC_DATA_DIR`` or ``./data``); the data are loaded to
+    split users by popularity and sequence length.  ``extra_runs``: more run directories whose
+    trials join the hyperparameter figures only (e.g. a ``--set expectation_term=false`` run for
+    Fig. 10).  ``robustness_dir``: output of :func:`csrec.report.run_robustness` to include
+    (default: ``RUN_DIR/robustness`` when it holds a robustness.csv).
+    """
+    started = time.perf_counter()
+    run = Run.load(run_dir, data_dir=data_dir, extra_runs=extra_runs)
+    out = Path(out_dir) if out_dir is not None else run.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    F._style()
+    say = log or (lambda *_: None)
+
+    tables = []
+    for kind in ("table3", "table4", "table_true"):
+        table = main_table(run, kind)
+        if not table.empty:
+            tables.append(table)
+    table5 = teacher_table(run)
+    significance = [entry for t in tables for entry in t.significance]
+    for table in tables + ([table5] if not table5.empty else []):
+        (out / f"{table.key}.md").write_text(table.markdown())
+        (out / f"{table.key}.tex").write_text(table.latex())
+    if significance:
+        pd.DataFrame(significance).to_csv(out / "significance.csv", index=False)
+    say(f"[report] tables: {', '.join(t.key for t in tables + ([table5] if not table5.empty else []))}")
+
+    figures: list[F.FigureOut] = []
+    builders = [
+        ("fig1_4", lambda: F.popularity_figures(run, out)),
+        ("fig3", lambda: ([F.item_popularity_figure(run, out)], None)),
+        ("fig5", lambda: F.length_figures(run, out)),
+        ("fig6", lambda: (F.teacher_count_figures(run, out), None)),
+        ("fig7_8", lambda: (F.heatmap_figures(run, out), None)),
+        ("fig9", lambda: (F.ratio_figures(run, out), None)),
+        ("fig10", lambda: (F.expectation_figures(run, out), None)),
+    ]
+    for key, build in builders:
+        try:
+            outs, frame = build()
+        except Exception as exc:  # noqa: BLE001 - one broken figure must not sink the report
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            outs, frame = [F.FigureOut(key, FIGURE_TITLES[key], skipped=f"failed: {type(exc).__name__}: {exc}")], None
+        figures += outs
+        if frame is not None and len(frame):
+            frame.to_csv(out / {"fig1_4": "popularity_groups.csv", "fig5": "length_buckets.csv"}[key], index=False)
+        say(f"[report] {key}: " + ", ".join(o.file or "skipped" for o in outs))
+
+    robustness = _robustness_section(run, out, robustness_dir)
+    text = _markdown(run, tables, table5, figures, robustness)
+    path = out / "report.md"
+    path.write_text(text)
+    (out / "report.json").write_text(json.dumps({
+        "run_dir": str(run.path), "extra_runs": [str(Path(e).resolve()) for e in extra_runs],
+        "tables": [t.key for t in tables] + ([table5.key] if not table5.empty else []),
+        "figures": [f.__dict__ for f in figures], "robustness": robustness[0] if robustness else None,
+        "seconds": time.perf_counter() - started,
+    }, indent=1))
+    return path
+
+
+def _robustness_section(run: Run, out: Path, robustness_dir) -> tuple[str, str] | None:
+    """(png name, markdown) of a robustness run to include, or None."""
+    directory = Path(robustness_dir) if robustness_dir is not None else run.path / "robustness"
+    csv = directory / ROBUSTNESS_CSV
+    if not csv.is_file():
+        return None
+    frame = pd.read_csv(csv)
+    if not len(frame):
+        return None
+    write_robustness(out / "robustness", frame)
+    return f"robustness/{ROBUSTNESS_PNG}", robustness_markdown(frame, f"robustness/{ROBUSTNESS_PNG}")
+
+
+def _markdown(run: Run, tables, table5, figures, robustness) -> str:
+    cells = run.summary.get("cells") or []
+    main = run.main
+    status = main["status"].value_counts().to_dict() if "status" in main else {}
+    lines = [
+        f"# CSRec report: `{run.path.name}`",
+        "",
+        f"Run directory `{run.path}`: {len(main)} trials ({', '.join(f'{v} {k}' for k, v in status.items())}) over "
+        f"{len(run.datasets())} dataset(s) ({', '.join(dataset_label(d) for d in run.datasets())}), backbones "
+        f"{', '.join(backbone_label(b) for b in run.backbones())}, methods "
+        f"{', '.join(method_label(m) for m in run.methods())}.",
+    ]
+    incomplete = [c for c in cells if not c.get("complete", True)]
+    if incomplete:
+        lines.append(f"**Incomplete cells** ({len(incomplete)}): " + ", ".join(
+            f"{c['dataset']}/{c['backbone']}/{c['method']} ({c.get('trials_run')}/{c.get('trials_expected')})"
+            for c in incomplete) + ".")
+    extras = sorted(set(run.results["source"]) - {"main"})
+    if extras:
+        lines.append("Extra runs whose trials enter the hyperparameter figures only: "
+                     + ", ".join(f"`{e}`" for e in extras) + ".")
+    lines += ["", "Every number is a test metric of the configuration chosen on validation NDCG@10 "
+              "(per cell for the tables; per parameter value for the hyperparameter figures).", ""]
+
+    lines += ["## Effectiveness (RQ1) and robustness (RQ2): Tables 3 and 4", ""]
+    if not tables:
+        lines.append("No completed trial with test metrics: no table.")
+    for table in tables:
+        lines += [table.markdown(), f"LaTeX: [`{table.key}.tex`]({table.key}.tex). "
+                  "P-values: [`significance.csv`](significance.csv).", ""]
+
+    lines += ["## Teachers: Table 5", ""]
+    if table5.empty:
+        lines.append("Skipped: no teacher metrics found (neither in the best CSRec trials' `trial_result.json` nor "
+                     "in the teacher pool `teachers/`); a sweep with `--methods base,csrec-m,csrec-d,csrec-t` "
+                     "produces them.")
+    else:
+        lines += [table5.markdown(), "LaTeX: [`table5.tex`](table5.tex).", ""]
+
+    lines += ["", "## Figures", ""]
+    for figure in figures:
+        lines.append(f"### {figure.title}")
+        lines.append("")
+        if figure.file:
+            lines += [figure.sentence, "", f"![{figure.title}]({figure.file})", ""]
+        else:
+            lines += [f"*Skipped*: {figure.skipped}.", ""]
+
+    lines += ["## Robustness curve (synthetic data, beyond the paper)", ""]
+    if robustness is None:
+        lines.append("Not included: it needs fits at several injected noise rates on synthetic data, e.g. "
+                     f"`{ROBUSTNESS_CMD.format(out=run.path / 'robustness')}` (then rerun this report).")
+    else:
+        lines.append(robustness[1])
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,122 @@
+"""Statistics behind the tables and figures: paired t-tests, popularity and length groups.
+
+Significance (Tables 3–4): a method's best trial against Base's and SoftRec's best trials of the
+same (dataset, backbone), by a two-sided paired t-test over the test sequences
+(``scipy.stats.ttest_rel``; the + columns pair the positively rated test sequences only).  A
+mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from csrec.data.dataset import SequenceData
+
+ALPHA = 0.05
+POPULAR_FRACTION = 0.2
+MARKS = (("base", "*"), ("softrec", "†"))
+
+
+def paired_ttest(a, b) -> float:
+    """Two-sided paired t-test p-value; NaN when undefined (fewer than 2 pairs, identical vectors)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or len(a) < 2:
+        return math.nan
+    diff = a - b
+    if np.allclose(diff, diff[0]):  # zero variance of the differences: t is undefined (or infinite)
+        return math.nan
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def significantly_better(a, b, alpha: float = ALPHA) -> tuple[bool, float]:
+    """(a's mean is higher and p < alpha, p)."""
+    p = paired_ttest(a, b)
+    better = not math.isnan(p) and p < alpha and float(np.mean(a)) > float(np.mean(b))
+    return better, p
+
+
+def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None) -> dict[str, dict]:
+    """{method: {"mark": "*†", "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone).
+
+    ``vectors``: method → per-sequence vectors (``metric`` and ``test_positive``); ``mask_key``
+    restricts the pairs to the sequences where that boolean vector is True (the + columns).
+    Methods other than Base are tested against Base; those other than SoftRec also against SoftRec.
+    """
+    out: dict[str, dict] = {}
+    for method, mine in vectors.items():
+        if method == "base" or metric not in mine:
+            continue
+        entry: dict = {"mark": ""}
+        for reference, symbol in MARKS:
+            ref = vectors.get(reference)
+            if reference == method or ref is None or metric not in ref or len(ref[metric]) != len(mine[metric]):
+                continue
+            mask = np.ones(len(mine[metric]), dtype=bool)
+            if mask_key is not None:
+                mask = np.asarray(mine[mask_key], dtype=bool) & np.asarray(ref[mask_key], dtype=bool)
+            better, p = significantly_better(mine[metric][mask], ref[metric][mask])
+            entry[f"p_vs_{reference}"] = p
+            if better:
+                entry["mark"] += symbol
+        out[method] = entry
+    return out
+
+
+# --- popularity groups (Fig. 1 / 4) -----------------------------------------------------------------
+def popular_items(counts: np.ndarray, fraction: float = POPULAR_FRACTION) -> np.ndarray:
+    """Boolean mask over item ids (index 0 = padding, never popular): the top ``fraction`` of items.
+
+    ``counts[i]`` is item i's number of training interactions (:meth:`SequenceData.item_counts`).
+    The ``round(fraction · n_items)`` most frequent items are popular (at least one); ties are
+    broken by the smaller item id, so the split always has exactly that many items.
+    """
+    counts = np.asarray(counts)
+    n_items = len(counts) - 1
+    n_popular = min(n_items, max(1, int(round(fraction * n_items))))
+    ids = np.arange(1, n_items + 1)
+    order = ids[np.lexsort((ids, -counts[1:]))]  # by count descending, then id ascending
+    mask = np.zeros(n_items + 1, dtype=bool)
+    mask[order[:n_popular]] = True
+    return mask
+
+
+def popular_test_users(data: SequenceData, fraction: float = POPULAR_FRACTION) -> np.ndarray:
+    """Per test sequence: is its test answer one of the popular items (a *popular-type* user)?"""
+    mask = popular_items(data.item_counts(), fraction)
+    return mask[data.eval_split("test").targets]
+
+
+# --- input-length buckets (Fig. 5) --------------------------------------------------------------------
+def length_buckets(lengths: np.ndarray, n_buckets: int = 4) -> tuple[np.ndarray, list[str]]:
+    """(bucket index per sequence, bucket labels) for the test input lengths.
+
+    Edges are the length quantiles (integers, deduplicated), so buckets hold similar numbers of
+    sequences when the lengths allow it; a label reads "lo–hi items".
+    """
+    lengths = np.asarray(lengths)
+    if not len(lengths):
+        return np.zeros(0, dtype=np.int64), []
+    quantiles = np.quantile(lengths, np.linspace(0, 1, n_buckets + 1))
+    edges = np.unique(np.ceil(quantiles[1:-1]).astype(np.int64))
+    edges = edges[(edges > lengths.min()) & (edges <= lengths.max())]
+    index = np.searchsorted(edges, lengths, side="right")
+    bounds = np.concatenate([[lengths.min()], edges, [lengths.max() + 1]])
+    labels = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        hi = hi - 1
+        labels.append(f"{lo} items" if lo == hi else f"{lo}–{hi} items")
+    return index.astype(np.int64), labels
+
+
+def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean per group, count per group); NaN for an empty group."""
+    values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups)
+    counts = np.bincount(groups, minlength=n_groups)[:n_groups]
+    sums = np.bincount(groups, weights=values, minlength=n_groups)[:n_groups]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means, counts

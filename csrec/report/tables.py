@@ -1,0 +1,273 @@
+"""Tables 3, 4 and 5 of the paper, as Markdown and LaTeX.
+
+* Table 3: Recall@10 and NDCG@10 (%) of every method's best trial, per dataset (row blocks) ×
+  method (rows) × backbone (column pairs); best per column and dataset in bold; ``*`` / ``†``
+  significance vs Base / SoftRec (:mod:`csrec.report.stats`).
+* Table 4: the same with the filtered Recall+@10 / NDCG+@10 (positively rated test answers),
+  for the datasets with ratings.
+* Table T (synthetic data only): the same against the *true* next item the generator recorded.
+* Table 5: the teachers' own test metrics (plain, + and −) beside the Base student's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from csrec.report.runs import Run, backbone_label, dataset_label, method_label
+from csrec.report.stats import ALPHA, significance_marks
+
+
+@dataclass
+class Cell:
+    value: float | None  # a fraction; shown in %
+    bold: bool = False
+    mark: str = ""
+
+    def text(self) -> str:
+        return "–" if self.value is None or math.isnan(self.value) else f"{100 * self.value:.2f}"
+
+
+@dataclass
+class Table:
+    """A table with grouped columns: ``groups`` = [(group label, [column labels])]."""
+
+    title: str
+    key: str
+    row_header: list[str]
+    groups: list[tuple[str, list[str]]]
+    rows: list[tuple[list[str], list[Cell]]] = field(default_factory=list)  # (row labels, cells)
+    notes: list[str] = field(default_factory=list)
+    block_starts: set = field(default_factory=set)  # row indexes that start a new block (a rule in LaTeX)
+    significance: list[dict] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+    def markdown(self) -> str:
+        columns = [f"{g} {c}" if g else c for g, cs in self.groups for c in cs]
+        header = self.row_header + columns
+        lines = [f"**{self.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(self.row_header)
+                 + "---:|" * len(columns)]
+        for labels, cells in self.rows:
+            texts = []
+            for cell in cells:
+                text = cell.text()
+                if cell.bold and text != "–":
+                    text = f"**{text}**"
+                texts.append(text + cell.mark.replace("*", "\\*"))
+            lines.append("| " + " | ".join(labels + texts) + " |")
+        lines += [""] + [f"{n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        n_label = len(self.row_header)
+        spec = "l" * n_label + "".join("r" * len(cs) for _, cs in self.groups)
+        out = ["\\begin{table}[t]", "\\centering", "\\small",
+               f"\\caption{{{_tex(self.title)} {_tex(' '.join(self.notes))}}}", f"\\label{{tab:{self.key}}}",
+               f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+        if any(g for g, _ in self.groups):
+            heads, rules, col = [], [], n_label + 1
+            for group, cs in self.groups:
+                heads.append(f"\\multicolumn{{{len(cs)}}}{{c}}{{{_tex(group)}}}")
+                rules.append(f"\\cmidrule(lr){{{col}-{col + len(cs) - 1}}}")
+                col += len(cs)
+            out.append(" & " * n_label + " & ".join(heads) + " \\\\")
+            out.append("".join(rules))
+        out.append(" & ".join([_tex(h) for h in self.row_header] + [_tex(c) for _, cs in self.groups for c in cs])
+                   + " \\\\")
+        out.append("\\midrule")
+        for i, (labels, cells) in enumerate(self.rows):
+            if i in self.block_starts and i > 0:
+                out.append("\\midrule")
+            texts = []
+            for cell in cells:
+                text = cell.text()
+                if cell.bold and text != "–":
+                    text = f"\\textbf{{{text}}}"
+                if cell.mark:
+                    text += f"$^{{{cell.mark.replace('†', chr(92) + 'dagger ').strip()}}}$"
+                texts.append(text)
+            out.append(" & ".join([_tex(x) for x in labels] + texts) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        return "\n".join(out) + "\n"
+
+
+def _tex(text: str) -> str:
+    replace = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "_": "\\_", "#": "\\#", "$": "\\$",
+               "{": "\\{", "}": "\\}", "†": "$\\dagger$", "−": "$-$", "β": "$\\beta$", "α": "$\\alpha$",
+               "–": "--", "×": "$\\times$", "≥": "$\\geq$", "<": "$<$", ">": "$>$"}
+    return "".join(replace.get(ch, ch) for ch in str(text))
+
+
+def _bold_best(rows: list[list[Cell]], lower_is_better: set[int] = frozenset()) -> None:
+    """Bold the best displayed value of each column (ties all bold)."""
+    if not rows:
+        return
+    for j in range(len(rows[0])):
+        shown = [round(100 * c[j].value, 2) for c in rows if c[j].value is not None and not math.isnan(c[j].value)]
+        if not shown:
+            continue
+        target = min(shown) if j in lower_is_better else max(shown)
+        for cells in rows:
+            cell = cells[j]
+            if cell.value is not None and not math.isnan(cell.value) and round(100 * cell.value, 2) == target:
+                cell.bold = True
+
+
+# --- Tables 3 and 4 -------------------------------------------------------------------------------
+KINDS = {
+    # key: (title, [(metric vector, column label)], mask key or None, results column per metric)
+    "table3": ("Table 3: Recall@10 and NDCG@10 (%) of each method's best configuration (chosen on validation)",
+               [("recall@10", "RC (%)"), ("ndcg@10", "NG (%)")], None, {"recall@10": "test/recall@10",
+                                                                        "ndcg@10": "test/ndcg@10"}),
+    "table4": ("Table 4: filtered Recall+@10 and NDCG+@10 (%) over the positively rated test answers",
+               [("recall@10", "RC+ (%)"), ("ndcg@10", "NG+ (%)")], "test_positive",
+               {"recall@10": "test/recall+@10", "ndcg@10": "test/ndcg+@10"}),
+    "table_true": ("Table T (synthetic data): Recall@10 and NDCG@10 (%) against the true next item",
+                   [("true:recall@10", "true RC (%)"), ("true:ndcg@10", "true NG (%)")], None,
+                   {"true:recall@10": "test/true:recall@10", "true:ndcg@10": "test/true:ndcg@10"}),
+}
+
+
+def has_ratings(run: Run, dataset: str) -> bool:
+    """Some test answers are rated positive and some are not (so + differs from the plain metric)."""
+    vectors = [v for (d, _, _), v in run.best.items() if d == dataset]
+    if vectors:
+        return any(bool(v["test_positive"].any() and not v["test_positive"].all()) for v in vectors)
+    main = run.main[run.main["dataset"] == dataset]
+    return "test/recall-@10" in main and main["test/recall-@10"].notna().any()
+
+
+def has_truth(run: Run, dataset: str) -> bool:
+    main = run.main[run.main["dataset"] == dataset]
+    return "test/true:recall@10" in main and main["test/true:recall@10"].notna().any()
+
+
+def main_table(run: Run, kind: str = "table3") -> Table:
+    title, metrics, mask_key, columns = KINDS[kind]
+    if kind == "table4":
+        datasets = [d for d in run.datasets() if has_ratings(run, d)]
+    elif kind == "table_true":
+        datasets = [d for d in run.datasets() if has_truth(run, d)]
+    else:
+        datasets = run.datasets()
+    backbones = [b for b in run.backbones() if any(b in run.backbones(d) for d in datasets)]
+    table = Table(title=title, key=kind, row_header=["Dataset", "Method"],
+                  groups=[(backbone_label(b), [label for _, label in metrics]) for b in backbones])
+    for dataset in datasets:
+        block: list[list[Cell]] = []
+        methods = [m for m in run.methods(dataset)]
+        marks = {}
+        for backbone in backbones:
+            vectors = {m: run.best[(dataset, backbone, m)] for m in methods if (dataset, backbone, m) in run.best}
+            for metric, label in metrics:
+                for method, entry in significance_marks(vectors, metric, mask_key).items():
+                    marks[(backbone, method, metric)] = entry
+                    table.significance.append({
+                        "table": kind, "dataset": dataset, "backbone": backbone, "method": method, "metric": label,
+                        "p_vs_base": entry.get("p_vs_base", math.nan),
+                        "p_vs_softrec": entry.get("p_vs_softrec", math.nan), "mark": entry["mark"],
+                    })
+        table.block_starts.add(len(table.rows))
+        for i, method in enumerate(methods):
+            cells = []
+            for backbone in backbones:
+                vectors = run.best.get((dataset, backbone, method))
+                row = run.best_row(dataset, backbone, method)
+                for metric, _ in metrics:
+                    value = None
+                    if vectors is not None and metric in vectors:
+                        mask = vectors[mask_key] if mask_key else slice(None)
+                        chosen = vectors[metric][mask]
+                        value = float(np.mean(chosen)) if np.size(chosen) else None
+                    elif row is not None and pd.notna(row.get(columns[metric], np.nan)):
+                        value = float(row[columns[metric]])
+                    mark = marks.get((backbone, method, metric), {}).get("mark", "")
+                    cells.append(Cell(value, mark=mark))
+            block.append(cells)
+            table.rows.append(([dataset_label(dataset) if i == 0 else "", method_label(method)], cells))
+        _bold_best(block)
+    table.notes = [
+        "RC = Recall@10, NG = NDCG@10" + (", + = over positively rated test answers only" if kind == "table4" else "")
+        + (", true = against the true next item the generator recorded (before noise)" if kind == "table_true"
+           else "") + ".",
+        "Bold: the highest score of its column within the dataset.",
+        f"Marks: * significantly better than Base, † significantly better than SoftRec (two-sided paired t-test "
+        f"over the test sequences{', positively rated only' if kind == 'table4' else ''}, p < {ALPHA}).",
+    ]
+    return table
+
+
+# --- Table 5 ----------------------------------------------------------------------------------------
+TEACHER_COLUMNS = [("recall@10", "RC"), ("ndcg@10", "NG"), ("recall+@10", "RC+"), ("ndcg+@10", "NG+"),
+                   ("recall-@10", "RC−"), ("ndcg-@10", "NG−")]
+
+
+def _num(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _teacher_label(method: str, info: dict, index: int) -> str:
+    spec = info.get("spec") or {}
+    role = info.get("role", "teacher")
+    if role == "main":
+        alpha = _num(spec.get("alpha"))
+        tail = "with" if spec.get("expectation_term", True) else "without"
+        return f"{method_label(method)} teacher g1 (robust, α={alpha}, {tail} expectation term)"
+    if role == "side":
+        return f"{method_label(method)} side teacher g2 (p={_num(spec.get('subsample'))})"
+    parts = [f"seed {spec.get('seed')}"] if spec.get("seed") is not None else []
+    if spec.get("subsample") is not None:
+        parts.append(f"p={_num(spec.get('subsample'))}, subset {spec.get('subsample_seed')}")
+    return f"{method_label(method)} teacher {index}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def teacher_table(run: Run) -> Table:
+    """Table 5: per dataset and backbone, the Base student and every teacher of the best CSRec trials."""
+    any_ratings = any(has_ratings(run, d) for d in run.datasets())
+    columns = [c for c in TEACHER_COLUMNS if any_ratings or c[0] in ("recall@10", "ndcg@10")]
+    table = Table(
+        title="Table 5: test Recall@10 / NDCG@10 (%) of the teachers of each CSRec variant's best trial, "
+              "beside the Base student",
+        key="table5", row_header=["Dataset", "Backbone", "Model"], groups=[("", [label for _, label in columns])])
+    minus = {j for j, (metric, _) in enumerate(columns) if "-" in metric}
+    for dataset in run.datasets():
+        for backbone in run.backbones(dataset):
+            rows: list[tuple[str, dict]] = []
+            base = run.best_row(dataset, backbone, "base")
+            if base is not None:
+                rows.append(("Base (student)", {m: base.get(f"test/{m}") for m, _ in columns}))
+            for method in ("csrec-m", "csrec-d", "csrec-t"):
+                plain = 0
+                for info in run.teacher_infos(dataset, backbone, method):
+                    if info.get("role", "teacher") == "teacher":
+                        plain += 1
+                    rows.append((_teacher_label(method, info, plain), info.get("test") or {}))
+            if len(rows) <= (1 if base is not None else 0):
+                continue  # no teacher: nothing to compare
+            block = []
+            table.block_starts.add(len(table.rows))
+            for i, (label, metrics) in enumerate(rows):
+                cells = []
+                for metric, _ in columns:
+                    value = metrics.get(metric)
+                    value = None if value is None or pd.isna(value) else float(value)
+                    cells.append(Cell(value))
+                block.append(cells)
+                first = i == 0
+                table.rows.append(([dataset_label(dataset) if first else "", backbone_label(backbone) if first else "",
+                                    label], cells))
+            _bold_best(block, lower_is_better=minus)
+    table.notes = [
+        "RC = Recall@10, NG = NDCG@10; + over positively rated test answers, − over the others (disliked, "
+        "i.e. noisy interactions).",
+        "Bold: the highest score of its column within the dataset and backbone (for the − columns the lowest, "
+        "since a high − score means fitting disliked interactions).",
+        "Teachers are those of each CSRec variant's best trial on validation.",
+    ]
+    return table

@@ -1,0 +1,299 @@
+"""csrec.report: tables, figures and report.md from a hand-made sweep run directory (no Ray)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csrec.data.dataset import SequenceData
+from csrec.metrics import ndcg_at_k, recall_at_k
+from csrec.report import (
+    Run, length_buckets, paired_ttest, popular_items, popular_test_users, report, significance_marks,
+)
+
+from fake_sweep import make_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location("sweeps_report", REPO / "sweeps" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png_ok(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 2000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- the full report ----------------------------------------------------------------------------------
+def test_every_table_and_figure_is_built(fake_report):
+    out = fake_report.parent
+    assert fake_report.name == "report.md" and out.name == "report"
+    for name in ("table3", "table4", "table_true", "table5"):
+        assert (out / f"{name}.md").stat().st_size > 100
+        tex = (out / f"{name}.tex").read_text()
+        assert "\\begin{tabular}" in tex and "\\bottomrule" in tex
+    for png in ("fig1_4_popularity_synthetic.png", "fig3_item_popularity.png", "fig5_length_synthetic.png",
+                "fig6_teachers_synthetic.png", "fig7_8_beta_T_synthetic_gru4rec.png",
+                "fig7_8_beta_T_synthetic_sasrec.png", "fig9_ratio_synthetic.png"):
+        assert _png_ok(out / png), png
+    text = fake_report.read_text()
+    assert "failed:" not in text
+    for png in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert _png_ok(out / png), png
+    # One sentence per drawn figure, right above its image.
+    assert text.count("![") == 7
+    assert "Test Recall@10 and NDCG@10 (%)" in text
+    groups = pd.read_csv(out / "popularity_groups.csv")
+    assert set(groups["group"]) == {"popular-type", "niche-type"}
+    assert len(pd.read_csv(out / "length_buckets.csv"))
+    info = json.loads((out / "report.json").read_text())
+    assert {f["key"] for f in info["figures"]} >= {"fig1_4", "fig3", "fig5", "fig6", "fig7_8", "fig9", "fig10"}
+
+
+def test_table3_values_bold_and_marks(fake_run, fake_report):
+    out = fake_report.parent
+    table = (out / "table3.md").read_text()
+    with np.load(fake_run / "best" / "synthetic__gru4rec__csrec-m.npz") as best:
+        recall = 100 * recall_at_k(best["test_ranks"], 10).mean()
+    row = next(line for line in table.splitlines() if "| CSRec-M |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # CSRec-M has the largest rank shift: best in its column, significantly above Base and SoftRec.
+    assert cells[2] == f"**{recall:.2f}**\\*†"
+    base_row = next(line for line in table.splitlines() if "| Base |" in line)
+    assert "\\*" not in base_row and "†" not in base_row and "**" not in base_row
+    header = table.splitlines()[2]
+    assert "GRU4Rec RC (%)" in header and "SASRec NG (%)" in header
+    tex = (out / "table3.tex").read_text()
+    assert "\\textbf{" in tex and "$^{*\\dagger}$" in tex and "\\multicolumn{2}{c}{GRU4Rec}" in tex
+    sig = pd.read_csv(out / "significance.csv")
+    entry = sig[(sig["table"] == "table3") & (sig["method"] == "csrec-m") & (sig["backbone"] == "gru4rec")
+                & (sig["metric"] == "RC (%)")].iloc[0]
+    assert entry["p_vs_base"] < 0.05 and entry["p_vs_softrec"] < 0.05
+
+
+def test_table4_pairs_only_positive_sequences(fake_run, fake_report):
+    table = (fake_report.parent / "table4.md").read_text()
+    with np.load(fake_run / "best" / "synthetic__sasrec__base.npz") as best:
+        ranks, positive = best["test_ranks"], best["test_positive"]
+    expected = 100 * ndcg_at_k(ranks[positive], 10).mean()
+    row = [line for line in table.splitlines() if "| Base |" in line][0]
+    cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
+    assert cells[-1] == f"{expected:.2f}"
+    assert "RC+ (%)" in table
+
+
+def test_table5_lists_teachers_next_to_base(fake_report):
+    table = (fake_report.parent / "table5.md").read_text()
+    assert "Base (student)" in table
+    assert "CSRec-M teacher 1" in table and "CSRec-D teacher 1" in table
+    assert "CSRec-T teacher g1 (robust" in table and "side teacher g2" in table
+    assert "RC− | NG−" in table
+    assert "\\begin{tabular}" in (fake_report.parent / "table5.tex").read_text()
+
+
+def test_missing_dimension_is_skipped_with_the_sweep_that_would_produce_it(fake_report):
+    text = fake_report.read_text()
+    section = text[text.index("### Fig. 10"):]
+    assert section.splitlines()[2].startswith("*Skipped*")
+    assert "expectation_term=false" in section and "--with" in section
+    assert "Not included: it needs fits at several injected noise rates" in text
+
+
+# --- skipped, never a crash ----------------------------------------------------------------------------
+def test_a_run_without_csrec_or_data_skips_figures(tmp_path):
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base", "softrec"),
+                       data_config={"name": "lastfm", "data_dir": str(tmp_path / "nowhere")}, n_test=50)
+    path = report(run_dir)
+    text = path.read_text()
+    assert (path.parent / "table3.md").is_file()
+    assert "## Teachers: Table 5\n\nSkipped: no teacher metrics found" in text
+    for fig in ("Fig. 1/4", "Fig. 3", "Fig. 5", "Fig. 6", "Fig. 7/8", "Fig. 9", "Fig. 10"):
+        section = text[text.index(f"### {fig}"):]
+        assert section.splitlines()[2].startswith("*Skipped*"), fig
+    assert "could not be loaded" in text and "--data-dir" in text
+    assert "python sweeps/grid.py" in text
+    assert "failed:" not in text
+    assert not list(path.parent.glob("*.png"))
+
+
+def test_a_broken_figure_is_reported_not_raised(tmp_path, monkeypatch, capsys):
+    import csrec.report.figures as figures
+
+    def broken(run, out):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(figures, "teacher_count_figures", broken)
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base",),
+                       data_config={"name": "lastfm", "data_dir": str(tmp_path / "nowhere")}, n_test=40)
+    assert _cli().main([str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "### Fig. 6 – number of teachers m\n\n*Skipped*: failed: RuntimeError: boom" in text
+    assert "[report] wrote" in capsys.readouterr().out
+
+
+def test_mismatched_data_is_skipped(tmp_path):
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base",), n_test=17)
+    text = report(run_dir).read_text()
+    assert "has 17" not in text and "vectors have 17" in text
+
+
+def test_extra_run_supplies_the_expectation_ablation_and_moved_runs_resolve(fake_run, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(fake_run, moved, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(fake_run.parent / "noexp", ignore_errors=True)
+    extra = make_run(tmp_path / "noexp", backbones=("gru4rec",), methods=("csrec-t",), expectation_term=False, seed=1)
+    shutil.rmtree(fake_run)  # trial paths in the parquet now point nowhere: found under the moved dir
+    try:
+        run = Run.load(moved, extra_runs=[extra])
+        assert run.teacher_infos("synthetic", "gru4rec", "csrec-t")
+        flags = run.results[run.results["method"] == "csrec-t"]["param/expectation_term"]
+        assert set(flags) == {True, False}
+        from csrec.report.figures import expectation_figures
+
+        (figure,) = expectation_figures(run, tmp_path / "figs")
+        assert figure.file and _png_ok(tmp_path / "figs" / figure.file)
+    finally:
+        shutil.copytree(moved, fake_run)
+
+
+def test_not_a_run_directory(tmp_path, capsys):
+    assert _cli().main([str(tmp_path)]) == 2
+    assert "no results.parquet" in capsys.readouterr().err
+
+
+def test_csrec_report_is_callable(fake_run):
+    import csrec
+    import csrec.report
+
+    assert callable(csrec.report)
+    assert csrec.report.report is report
+
+
+# --- statistics -----------------------------------------------------------------------------------------
+def test_paired_ttest_matches_scipy_and_hand_computation():
+    from scipy import stats
+
+    a = np.array([0.9, 0.4, 0.7, 0.1, 0.8, 0.6, 0.3, 0.5])
+    b = np.array([0.5, 0.5, 0.2, 0.1, 0.6, 0.2, 0.1, 0.4])
+    assert paired_ttest(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    assert paired_ttest(a, b) == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1), rel=1e-10)
+    rng = np.random.default_rng(3)
+    x, y = rng.random(300), rng.random(300)
+    assert paired_ttest(x, y) == pytest.approx(stats.ttest_rel(x, y).pvalue, rel=1e-12)
+    assert math.isnan(paired_ttest(a, a))
+    assert math.isnan(paired_ttest(a[:1], b[:1]))
+    assert math.isnan(paired_ttest(a, b[:-1]))
+
+
+def test_significance_marks_need_higher_mean_and_p_below_005():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 30, 400)
+    positive = rng.random(400) < 0.6
+
+    def vec(ranks):
+        return {"recall@10": recall_at_k(ranks, 10), "ndcg@10": ndcg_at_k(ranks, 10), "test_positive": positive}
+
+    vectors = {"base": vec(base), "softrec": vec(np.maximum(base - 1, 0)), "csrec-m": vec(np.maximum(base - 9, 0)),
+               "csrec-d": vec(base + 5)}
+    marks = significance_marks(vectors, "ndcg@10")
+    assert marks["csrec-m"]["mark"] == "*†"
+    assert marks["csrec-d"]["mark"] == ""  # significantly *worse*: no mark
+    assert marks["csrec-d"]["p_vs_base"] < 0.05
+    assert "p_vs_softrec" not in marks["softrec"] and "base" not in marks
+    plus = significance_marks(vectors, "ndcg@10", "test_positive")
+    from scipy import stats
+
+    expected = stats.ttest_rel(vectors["csrec-m"]["ndcg@10"][positive], vectors["base"]["ndcg@10"][positive]).pvalue
+    assert plus["csrec-m"]["p_vs_base"] == pytest.approx(expected)
+
+
+def _hand_made(counts: dict[int, int], n_items: int, test_items: list[int]) -> SequenceData:
+    """One sequence per test item; training parts hold each item ``counts[item]`` times in total."""
+    pool = [item for item, c in counts.items() for _ in range(c)]
+    sequences = []
+    for i, test in enumerate(test_items):
+        train = pool[i::len(test_items)]
+        sequences.append(train + [test, test])  # ... , valid, test
+    items = np.concatenate([np.array(s, dtype=np.int64) for s in sequences])
+    lengths = np.array([len(s) for s in sequences])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    data = SequenceData(name="hand", n_items=n_items, max_len=int(lengths.max()), items=items,
+                        positive=np.ones(len(items), dtype=bool), offsets=offsets,
+                        source_user=np.arange(len(sequences)), true_items=None, fingerprint="x", windowing="authors",
+                        n_source_users=len(sequences))
+    return data
+
+
+def test_popularity_split_is_exactly_the_top_20_percent_by_training_frequency():
+    # 10 items with training frequencies 10, 9, ..., 1 for items 3, 7, 1, ...: the top 2 are 3 and 7.
+    order = [3, 7, 1, 9, 2, 5, 10, 4, 6, 8]
+    counts = {item: 10 - rank for rank, item in enumerate(order)}
+    data = _hand_made(counts, 10, test_items=[3, 7, 1, 8, 5])
+    assert data.item_counts()[1:].tolist() == [counts[i] for i in range(1, 11)]
+    mask = popular_items(data.item_counts())
+    assert mask.tolist() == [False] + [i in (3, 7) for i in range(1, 11)]
+    assert popular_test_users(data).tolist() == [True, True, False, False, False]
+    # Ties at the boundary: the smaller id wins, so the split still has exactly 20% of the items.
+    tied = np.array([0, 5, 5, 5, 1, 1, 1, 1, 1, 1, 1])
+    assert np.flatnonzero(popular_items(tied)).tolist() == [1, 2]
+    assert popular_items(np.array([0] + [1] * 59)).sum() == 12  # round(0.2 * 59)
+    assert popular_items(np.array([0, 4, 1])).sum() == 1  # never empty
+    assert not popular_items(np.array([0, 4, 1]))[0]  # padding is never popular
+
+
+def test_length_buckets_cover_every_sequence():
+    lengths = np.array([2, 3, 3, 4, 5, 8, 9, 12, 19, 19, 19])
+    index, labels = length_buckets(lengths, 4)
+    assert len(labels) == index.max() + 1 and (index >= 0).all()
+    assert labels[0].startswith("2") and labels[-1].endswith("19 items")
+    for i, label in enumerate(labels):  # every length lies inside its bucket's label
+        lo, _, hi = label.replace(" items", "").partition("–")
+        hi = hi or lo
+        chosen = lengths[index == i]
+        assert chosen.min() >= int(lo) and chosen.max() <= int(hi)
+    assert np.all(np.diff(index[np.argsort(lengths, kind="stable")]) >= 0)
+    index, labels = length_buckets(np.array([7, 7, 7]))
+    assert labels == ["7 items"] and index.tolist() == [0, 0, 0]
+
+
+# --- robustness -------------------------------------------------------------------------------------------
+def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run):
+    out = tmp_path / "robust"
+    argv = ["--robustness", str(out), "--noise", "0,0.3", "--epochs", "1",
+            "--synthetic", "n_users=60", "--synthetic", "n_items=30", "--synthetic", "n_clusters=3",
+            "--synthetic", "mean_length=10", "--set", "batch_size=256"]
+    assert _cli().main(argv) == 0
+    frame = pd.read_csv(out / "robustness.csv")
+    assert len(frame) == 10 and set(frame["method"]) == {"base", "softrec", "csrec-m", "csrec-d", "csrec-t"}
+    assert frame["true:recall@10"].between(0, 1).all() and frame["true:ndcg@10_se"].notna().all()
+    assert _png_ok(out / "robustness.png")
+    saved = json.loads((out / "runs" / "noise-0.3" / "gru4rec__csrec-t.json").read_text())
+    assert saved["config"]["data"]["synthetic"]["noise_rate"] == 0.3
+    with np.load(out / "runs" / "noise-0.3" / "gru4rec__csrec-t.npz") as arrays:
+        assert "test_true_ranks" in arrays.files
+    # Rerun: every fit is already saved, nothing trains again.
+    lines = []
+    from csrec.report import run_robustness
+
+    run_robustness(out, (0.0, 0.3), 1, synthetic=dict(n_users=60, n_items=30, n_clusters=3, mean_length=10),
+                   batch_size=256, log=lines.append)
+    assert len(lines) == 10 and all("already done" in line for line in lines)
+    # A report includes a robustness directory.
+    path = report(fake_run, out_dir=tmp_path / "rep", robustness_dir=out)
+    text = path.read_text()
+    assert "![robustness curve](robustness/robustness.png)" in text
+    assert _png_ok(tmp_path / "rep" / "robustness" / "robustness.png")
+    assert _cli().main(["--robustness", str(out), "--noise", "0,1.5"]) == 2
