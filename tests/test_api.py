@@ -95,7 +95,7 @@ def test_make_config_routes_flat_keywords():
 @pytest.mark.parametrize(
     "args, kwargs, fragments",
     [
-        (("synthetic", "bert5rec"), {}, ["'bert4rec'", *backbone_names()]),
+        (("synthetic", "bert5rec"), {}, ["'bert5rec'", *backbone_names()]),
         (("lastfmm",), {}, ["'lastfmm'", "lastfm", "yelp", "synthetic"]),
         (("synthetic", "gru4rec", "distill"), {}, ["'distill'", "csrec-m"]),
         (("synthetic",), {"max_len": 2}, ["max_len", "2"]),
