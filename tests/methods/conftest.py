@@ -27,23 +27,6 @@ def _method_config(method: str = "base", **kwargs):
     return make_config("synthetic", "gru4rec", method, data=tiny_data_config(), **settings)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _methods_environment(tmp_path_factory):
-    """Prepared-data cache in a temporary directory (never ~/.cache); one torch thread.
-
-    Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP's
-    spin-waiting makes two threads up to 100x slower than one.
-    """
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CSREC_CACHE_DIR", str(tmp_path_factory.mktemp("methods-cache")))
-    patch.delenv("CSREC_DATA_DIR", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    patch.undo()
-
-
 @pytest.fixture(scope="session")
 def method_config():
     """``method_config("csrec-m", num_teachers=3)``: see :func:`_method_config`."""
@@ -51,7 +34,7 @@ def method_config():
 
 
 @pytest.fixture(scope="session")
-def data(_methods_environment):
+def data(_isolated_environment):
     """The tiny prepared synthetic data (about 130 sub-sessions, 60 items, 1,500 training targets)."""
     return load_dataset(tiny_data_config(), use_cache=False)
 
