@@ -7,7 +7,6 @@ must treat those objects as read-only.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from csrec.api import make_config
 from csrec.data import DataConfig, SyntheticConfig, load_dataset
