@@ -1,18 +1,24 @@
 """Base, SoftRec and CSRec-M/D/T students on Last.FM, next to the paper's Table 3.
 
-    python bench/lastfm_methods.py [--backbones gru4rec,sasrec] [--seeds 3] [--beta 0.5] [--temperature 3]
+    python bench/lastfm_methods.py [--backbones gru4rec,sasrec] [--methods base,...] [--seeds 3]
+                                   [--beta 0.5] [--temperature 3] [--rerun]
 
 Base and CSRec-M run with several seeds (mean ± std); seed index i trains the student with seed
 2022 + i and CSRec-M's teachers with seeds 1000 + 10·i + k.  SoftRec, CSRec-D and CSRec-T run
 once.  Teachers live in one on-disk pool, so CSRec-T's side teacher is CSRec-D's first teacher.
-Writes bench/results/lastfm_methods.md.
+
+Each run's result is kept as bench/results/runs/lastfm-<backbone>-<method>-seed<seed>.json; a run
+whose JSON exists with the same β, T and α is read back instead of rerun (``--rerun`` forces it),
+so the script can be resumed and invoked per backbone.  The table in
+bench/results/lastfm_methods.md covers every backbone with runs on disk at this setting.
 """
+
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,60 +29,108 @@ from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # no
 from csrec.methods import TeacherPool  # noqa: E402
 from csrec.methods.run import run_method  # noqa: E402,F401
 
-# Paper Table 3, Last.FM, Recall@10 / NDCG@10 in %.
-PAPER = {
-    "gru4rec": {"base": (16.68, 10.08), "softrec": None, "csrec-m": (18.16, None), "csrec-d": (18.60, None), "csrec-t": (18.18, None)},
-    "sasrec": {"base": (20.35, 11.43), "softrec": None, "csrec-m": (20.87, None), "csrec-d": (21.13, None), "csrec-t": (21.04, None)},
+# Paper Table 3, Last.FM: (Recall@10, NDCG@10) in % per backbone, methods in METHODS order.
+METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
+_TABLE3 = {
+    "gru4rec": [(16.68, 10.08), (17.42, 10.62), (18.16, 10.67), (18.60, 10.99), (18.18, 10.76)],
+    "nextitnet": [(15.45, 11.56), (15.47, 11.82), (16.46, 12.47), (16.20, 12.05), (15.68, 12.00)],
+    "narm": [(20.26, 13.20), (20.48, 12.82), (20.81, 13.05), (20.73, 12.96), (20.69, 12.87)],
+    "sasrec": [(20.35, 11.43), (20.74, 11.95), (20.87, 11.97), (21.13, 12.25), (21.04, 12.00)],
+    "bert4rec": [(17.27, 9.62), (17.39, 8.77), (18.12, 10.03), (17.84, 9.54), (18.47, 10.35)],
+    "srgnn": [(14.31, 9.11), (14.35, 9.30), (15.19, 9.91), (15.29, 9.78), (15.51, 9.44)],
+    "dreamrec": [(15.44, 8.68), (16.07, 8.97), (19.00, 11.29), (18.69, 10.86), (19.10, 11.18)],
+    "cl4srec": [(18.34, 10.19), (17.89, 9.68), (19.00, 10.72), (18.94, 10.58), (18.63, 10.35)],
 }
+PAPER = {backbone: dict(zip(METHODS, rows)) for backbone, rows in _TABLE3.items()}
 MULTI_SEED = ("base", "csrec-m")
+
+
+def run_path(backbone: str, method: str, seed: int) -> Path:
+    return RESULTS / "runs" / f"lastfm-{backbone}-{method}-seed{seed}.json"
+
+
+def same_setting(saved: dict, args: argparse.Namespace) -> bool:
+    method = saved["config"]["method"]
+    return (method["name"] == "base" or
+            (abs(method["beta"] - args.beta) < 1e-9 and abs(method["temperature"] - args.temperature) < 1e-9
+             and abs(method["alpha"] - args.alpha) < 1e-9))
+
+
+def load_run(path: Path, args: argparse.Namespace) -> dict | None:
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if same_setting(saved, args) else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="gru4rec,sasrec")
-    parser.add_argument("--methods", default="base,softrec,csrec-m,csrec-d,csrec-t")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for Base and CSRec-M")
     parser.add_argument("--beta", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=3.0)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON is already on disk")
     parser.add_argument("--pool", default=str(RESULTS / "runs" / "teacher-pool"))
     args = parser.parse_args()
     pool = TeacherPool(args.pool)
-    data = csrec.load_dataset("lastfm", data_dir=args.data_dir)
-    rows = []
+    data = None
     for backbone in args.backbones.split(","):
         for method in args.methods.split(","):
-            results, walls = [], []
             for i in range(args.seeds if method in MULTI_SEED else 1):
+                path = run_path(backbone, method, 2022 + i)
+                if not args.rerun and load_run(path, args) is not None:
+                    print(f"{path.name}: on disk, not rerun", flush=True)
+                    continue
+                if data is None:
+                    data = csrec.load_dataset("lastfm", data_dir=args.data_dir)
                 config = csrec.make_config(
                     "lastfm", backbone, method, data_dir=args.data_dir, epochs=args.epochs, seed=2022 + i,
                     beta=args.beta, temperature=args.temperature, alpha=args.alpha, teacher_seed=1000 + 10 * i,
                     progress=False,
                 )
-                started = time.perf_counter()
                 result = csrec.fit(config=config, data=data, pool=pool)
-                walls.append(time.perf_counter() - started)
-                result.save(RESULTS / "runs" / f"lastfm-{backbone}-{method}-seed{2022 + i}.json")
-                print(result.summary(), f"[{walls[-1]:.0f}s wall incl. teachers]", flush=True)
-                results.append(result)
-            recall = np.array([r.metrics["recall@10"] for r in results]) * 100
-            ndcg = np.array([r.metrics["ndcg@10"] for r in results]) * 100
+                result.save(path)
+                print(result.summary(), flush=True)
+    write_table(args)
+
+
+def write_table(args: argparse.Namespace) -> None:
+    """Tabulate every backbone's runs on disk at this β, T, α (those of other settings are left out)."""
+    backbones = list(dict.fromkeys(args.backbones.split(",") + list(PAPER)))
+    rows = []
+    for backbone in backbones:
+        for method in METHODS:
+            runs = []
+            for i in range(64):
+                saved = load_run(run_path(backbone, method, 2022 + i), args)
+                if saved is None:
+                    break
+                runs.append(saved)
+            if not runs:
+                continue
+            recall = np.array([r["test"]["recall@10"] for r in runs]) * 100
+            ndcg = np.array([r["test"]["ndcg@10"] for r in runs]) * 100
             fmt = lambda v: f"{v.mean():.2f}" + (f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else "")  # noqa: E731
             paper = PAPER.get(backbone, {}).get(method)
-            teachers = results[0].teachers
+            teachers = runs[0]["teachers"]
             rows.append([
-                backbone, method, len(results), fmt(recall), fmt(ndcg),
-                "" if paper is None else paper[0],
-                "; ".join(f"{t['test']['recall@10'] * 100:.2f}" for t in teachers) or "",
-                f"{np.mean(walls):.0f}",
+                backbone, method, len(runs), fmt(recall), fmt(ndcg),
+                "" if paper is None else paper[0], "" if paper is None else paper[1],
+                "; ".join(f"{t['test']['recall@10'] * 100:.2f}" for t in teachers),
+                f"{np.mean([r['timings']['train_epoch_s'] for r in runs]):.1f}",
+                f"{np.mean([r['timings']['total_s'] for r in runs]):.0f}",
             ])
     body = markdown_table(["backbone", "method", "seeds", "Recall@10 %", "NDCG@10 %", "paper Recall@10",
-                           "teachers' own test Recall@10 %", "wall s per run (teachers trained in it incl.)"], rows)
+                           "paper NDCG@10", "teachers' own test Recall@10 %", "student s per train epoch",
+                           "wall s per run (teachers trained in it incl.)"], rows)
     body += (f"\n\nSetting: β = {args.beta}, T = {args.temperature}, α = {args.alpha}, m = 2, p = 0.8, "
              "logit-mean ensemble, KL(r ‖ P_f) as the authors' code, factored soft-label store; "
              "lr 3e-3, 64 sub-sessions per batch, early stopping (patience 10) on validation NDCG@10. "
+             "Seed i: student seed 2022 + i, CSRec-M teachers 1000 + 10·i + k. "
              "Teachers come from one pool: a run reuses teachers an earlier run trained, so wall time "
              "counts only the teachers trained in that run.")
     write_result("lastfm_methods", "Last.FM, Base / SoftRec / CSRec-M/D/T students vs the paper's Table 3", body)

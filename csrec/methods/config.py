@@ -24,6 +24,7 @@ class MethodConfig:
     kl_direction: str = "code"  # "code": KL(r ‖ P_f) as the authors' code; "paper": KL(P_f ‖ r) as Eq. 20
     store: str = "factored"  # soft-label store: factored | dense | topk
     store_top_k: int = 100
+    store_precision: str = "auto"  # factored store's logit product: auto | float32 | bfloat16
     teacher_seed: int = 1000  # teacher k of CSRec-M trains with seed teacher_seed + k
     subsample_seed: int = 2000  # teacher k of CSRec-D samples its subset with subsample_seed + k
     softrec_scale: float = 5.0  # SoftRec prior logits span [-scale, scale]
@@ -47,6 +48,8 @@ class MethodConfig:
             raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: code, paper")
         if self.store not in STORE_MODES:
             raise ConfigError(f"unknown store {self.store!r}; valid: {', '.join(STORE_MODES)}")
+        if self.store_precision not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"unknown store_precision {self.store_precision!r}; valid: auto, float32, bfloat16")
         if self.store_top_k < 1:
             raise ConfigError(f"store_top_k must be at least 1, got {self.store_top_k}")
 

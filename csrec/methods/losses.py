@@ -67,6 +67,40 @@ def student_loss(
     return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
 
 
+def student_loss_from_teacher_probs(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    beta: float,
+    direction: str = "code",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 19–20 from softmax(e / T) without materialising r; equals ``student_loss`` with r.
+
+    For the code's KL(r ‖ P_f) with r = ½(p + onehot(i)) (Eq. 19):
+    KL = Σ_j r_j log r_j − ½ Σ_j p_j log P_f(j) − ½ log P_f(i).  The first term is a constant of
+    the student (computed without autograd), the rest a soft-target cross-entropy, so the
+    student's backward pass sees two [N, n_items] products instead of six.  The paper's
+    direction needs log r itself and falls back to :func:`student_loss`.
+    """
+    if direction != "code" or beta == 0.0:
+        return student_loss(student_logits, targets, soft_label_from_probs(teacher_probs, targets), beta, direction)
+    log_pf = F.log_softmax(student_logits, dim=-1)
+    ce_rows = -log_pf.gather(1, targets.unsqueeze(1)).squeeze(1)
+    soft_ce_rows = -(teacher_probs * log_pf).sum(-1)
+    with torch.no_grad():
+        p_target = 0.5 * teacher_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+        r_target = p_target + 0.5
+        # Σ_j r_j log r_j: every column at ½p_j, i.e. ½ Σ p log p − ½ log 2 · Σ p, then the
+        # target column's ½p_i swapped for r_i.
+        r_log_r = (0.5 * torch.special.xlogy(teacher_probs, teacher_probs).sum(-1)
+                   - 0.5 * math.log(2.0) * teacher_probs.sum(-1)
+                   - torch.special.xlogy(p_target, p_target) + torch.special.xlogy(r_target, r_target))
+    ce = ce_rows.mean()
+    kl = (r_log_r + 0.5 * soft_ce_rows + 0.5 * ce_rows).mean()
+    loss = (1.0 - beta) * ce + beta * kl
+    return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+
+
 def relaxed_expectation(
     g1_probs: torch.Tensor, h_rows: torch.Tensor, h_column_max: torch.Tensor, n_items: int
 ) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from csrec.data.dataset import SequenceData
-from csrec.methods.losses import popularity_logits, soft_label_from_probs, student_loss
+from csrec.methods.losses import popularity_logits, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
@@ -38,8 +38,10 @@ class MethodOutcome:
 class SoftLabelLoss:
     """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row."""
 
-    def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code"):
+    def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code",
+                 precision: str = "float32"):
         self.store, self.beta, self.temperature, self.direction = store, beta, temperature, direction
+        self.precision = precision
         self.seconds_reading = 0.0  # time spent rebuilding soft labels (benchmarks report it)
 
     def __call__(self, model: SequentialRecommender, batch: Batch):
@@ -47,10 +49,9 @@ class SoftLabelLoss:
         logits = model.item_scores(reps)
         started = time.perf_counter()
         with torch.no_grad():
-            probs = self.store.teacher_probs(batch.rows, self.temperature)
-            labels = soft_label_from_probs(probs, targets - 1)
+            probs = self.store.teacher_probs(batch.rows, self.temperature, self.precision)
         self.seconds_reading += time.perf_counter() - started
-        loss, logs = student_loss(logits, targets - 1, labels, self.beta, self.direction)
+        loss, logs = student_loss_from_teacher_probs(logits, targets - 1, probs, self.beta, self.direction)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
 
@@ -102,7 +103,7 @@ def run_method(
             soft_label_seconds = time.perf_counter() - started
         if store.n_rows != data.n_train_targets:
             raise ValueError(f"soft-label store has {store.n_rows} rows but the data has {data.n_train_targets} training targets")
-        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction)
+        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction, method.store_precision)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())

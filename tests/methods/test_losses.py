@@ -16,6 +16,7 @@ from csrec.methods.losses import (
     soft_label,
     soft_label_from_probs,
     student_loss,
+    student_loss_from_teacher_probs,
 )
 from csrec.methods.teachers import NoiseMatrix
 
@@ -146,6 +147,26 @@ def test_student_loss_gradient_matches_closed_form():
     p = torch.softmax(student.detach(), -1)
     want = (0.75 * (p - F.one_hot(targets, 5).double()) + 0.25 * (p - labels)) / 3
     torch.testing.assert_close(student.grad, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("direction", ["code", "paper"])
+@pytest.mark.parametrize("beta", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_student_loss_from_teacher_probs_equals_materialised_soft_label(direction, beta, sparse):
+    logits = _rand(5, 7, seed=11, scale=2.0).requires_grad_()
+    probs = torch.softmax(_rand(5, 7, seed=12, scale=3.0), -1)
+    if sparse:  # a top-K store gives exact zeros off its top K (and on some targets)
+        probs = torch.where(probs > probs.median(), probs, torch.zeros_like(probs))
+        probs = probs / probs.sum(-1, keepdim=True)
+    targets = torch.tensor([0, 3, 6, 2, 2])
+    expected, expected_logs = student_loss(logits, targets, soft_label_from_probs(probs, targets), beta, direction)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    got, logs = student_loss_from_teacher_probs(logits, targets, probs, beta, direction)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert torch.allclose(got_grad, expected_grad, atol=1e-12)
+    assert logs.keys() == expected_logs.keys()
+    assert all(abs(logs[k] - expected_logs[k]) < 1e-10 for k in logs)
 
 
 def test_student_loss_rejects_unknown_direction():

@@ -97,6 +97,28 @@ def test_factored_store_is_exact_probability_ensemble(data, m_setup, exact, weig
     assert float((_exact_probs(exact, 3.0, "probs", weights) - _exact_probs(exact, 3.0)).abs().max()) > 1e-3
 
 
+@pytest.mark.parametrize("temperature", [1.0, 3.0, 9.0])
+def test_factored_store_bfloat16_product_within_stated_error(factored, exact, temperature):
+    want = _exact_probs(exact, temperature)
+    got = factored.teacher_probs(_all_rows(factored), temperature, precision="bfloat16").double()
+    kl = float((want * (want.log() - got.log())).sum(-1).mean())
+    assert 0.0 <= kl < 1e-3  # the documented bound (mean KL, nats)
+    assert float((got - want).abs().max()) > 0.0  # it really ran in reduced precision
+    torch.testing.assert_close(got.sum(-1), torch.ones(len(got), dtype=torch.float64), rtol=0, atol=1e-5)
+
+
+def test_precision_auto_follows_the_hardware(factored, monkeypatch):
+    from csrec.methods import softlabels
+
+    rows = torch.arange(10)
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(softlabels, "native_bfloat16", lambda device, native=native: native)
+        assert softlabels.resolve_precision("auto", torch.device("cpu")) == expected
+        torch.testing.assert_close(factored.teacher_probs(rows, 3.0, "auto"), factored.teacher_probs(rows, 3.0, expected))
+    with pytest.raises(ValueError, match="precision"):
+        factored.teacher_probs(rows, 3.0, "float8")
+
+
 def test_factored_store_subset_of_rows_in_any_order(factored, exact):
     rows = torch.tensor([17, 3, 3, factored.n_rows - 1, 0, 401])
     torch.testing.assert_close(factored.teacher_probs(rows, 3.0).double(), _exact_probs(exact, 3.0)[rows], rtol=0, atol=1e-5)
