@@ -23,7 +23,7 @@ def main() -> None:
         path = RESULTS / f"{match.group(1)}.md"
         if path.is_file():
             return path.read_text().strip()
-        return f"_Not run yet: `python bench/{match.group(1)}.py`._"
+        return f"_Not run yet (bench/results/{match.group(1)}.md is missing; see the bench script named above)._"
 
     text = re.sub(r"\{\{(\w+)\}\}", include, template)
     (ROOT / "BENCHMARKS.md").write_text(text)

@@ -1,6 +1,7 @@
 """Training and evaluation speed: seconds per epoch and per full-ranking pass, per backbone.
 
-    python bench/throughput.py [--datasets lastfm] [--backbones all] [--epochs 3] [--eval-items 100000]
+    python bench/throughput.py [--datasets lastfm] [--backbones all] [--epochs 3] [--warmup 1]
+                               [--eval-items 100000] [--output throughput]
 
 For each dataset and backbone: a warm-up epoch, then the mean of --epochs epochs (training and
 validation timed apart), training targets per second, and the full-ranking test pass; then the
@@ -9,7 +10,7 @@ built from two teachers of its own architecture (initialised, not trained: their
 not change the student's cost), timed the same way.  Then one
 full-ranking pass over a synthetic catalogue of --eval-items items (bounded memory: scores are
 computed for a chunk of sequences at a time).  Peak RSS is the process maximum.
-Writes bench/results/throughput.md.
+Writes bench/results/<--output>.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--eval-items", type=int, default=100_000)
     parser.add_argument("--eval-sequences", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before the timed ones")
+    parser.add_argument("--output", default="throughput", help="result name: bench/results/<output>.md")
     parser.add_argument("--no-student", action="store_true", help="skip the CSRec-M student timing")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
              f"({rss_before:,.0f} MiB before this pass).\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
              f"target; {torch.get_num_threads()} torch threads; mean of {args.epochs} epochs after {args.warmup} warm-up epoch(s). The CSRec-M student reads a factored "
              "store with the bfloat16 product where the CPU has native support (store_precision=auto).")
-    write_result("throughput", "Training and evaluation throughput", body)
+    write_result(args.output, f"Training and evaluation throughput ({args.datasets})", body)
 
 
 if __name__ == "__main__":
