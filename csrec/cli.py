@@ -32,6 +32,15 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         elif base in (int, float, str):
             parser.add_argument(flag, dest=f.name, type=base, default=None, help=f"default: {f.default!r}")
+        elif typing.get_origin(base) is tuple:
+            parser.add_argument(flag, dest=f.name, type=_float_list, default=None, help="comma-separated numbers")
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _parse_model_overrides(pairs: list[str]) -> dict:

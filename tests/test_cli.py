@@ -92,3 +92,13 @@ def test_unknown_flag_is_an_argparse_error(capsys):
         main(["fit", "--no-such-flag", "1"])
     assert info.value.code == 2
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_ensemble_weights_flag_parses_a_comma_list(capsys):
+    from csrec.cli import build_parser
+
+    args = build_parser().parse_args(["fit", "--method", "csrec-m", "--ensemble", "probs", "--ensemble-weights", "0.1,0.9"])
+    assert args.ensemble_weights == (0.1, 0.9)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fit", "--ensemble-weights", "0.1,x"])
+    assert "comma-separated numbers" in capsys.readouterr().err

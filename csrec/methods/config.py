@@ -21,6 +21,7 @@ class MethodConfig:
     alpha: float = 0.5  # α, Eq. 17 (paper convention: α weighs KL(P_g2 ‖ P_g1))
     expectation_term: bool = True  # CSRec-T: keep Eq. 16's expectation term (False: Fig. 10 ablation)
     ensemble: str = "logits"  # "logits": mean of logits (Alg. 1–2); "probs": mean of tempered probs (authors' code)
+    ensemble_weights: tuple[float, ...] | None = None  # "probs" only: one weight per teacher (authors: 0.1, 0.9)
     kl_direction: str = "code"  # "code": KL(r ‖ P_f) as the authors' code; "paper": KL(P_f ‖ r) as Eq. 20
     store: str = "factored"  # soft-label store: factored | dense | topk
     store_top_k: int = 100
@@ -44,6 +45,13 @@ class MethodConfig:
             raise ConfigError(f"subsample (p) must lie in (0, 1], got {self.subsample}")
         if self.ensemble not in ENSEMBLES:
             raise ConfigError(f"unknown ensemble {self.ensemble!r}; valid: {', '.join(ENSEMBLES)}")
+        if self.ensemble_weights is not None:
+            weights = tuple(float(w) for w in self.ensemble_weights)
+            if self.ensemble != "probs":
+                raise ConfigError("ensemble_weights apply to ensemble='probs' only (the logit mean of Alg. 1–2 is unweighted)")
+            if any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise ConfigError(f"ensemble_weights must be non-negative with a positive sum, got {list(weights)}")
+            self.ensemble_weights = weights
         if self.kl_direction not in ("code", "paper"):
             raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: code, paper")
         if self.store not in STORE_MODES:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from csrec.data.dataset import SequenceData
+from csrec.errors import ConfigError
 from csrec.methods.losses import popularity_logits, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
@@ -64,11 +65,15 @@ def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: Tea
         counts = torch.as_tensor(data.item_counts()[1:])
         prior = popularity_logits(counts, method.softrec_scale).numpy()
         return prior_store(prior, data.n_train_targets, fingerprint), []
-    teachers = [pool.get(spec, data, config.train) for spec in teacher_specs(config)]
+    specs = teacher_specs(config)
+    weights = method.ensemble_weights
+    if weights is not None and len(weights) != len(specs):
+        raise ConfigError(f"ensemble_weights has {len(weights)} weights but {method.name} has {len(specs)} teachers")
+    teachers = [pool.get(spec, data, config.train) for spec in specs]
     store = build_store(
         [t.model for t in teachers], data, mode=method.store, ensemble=method.ensemble,
         temperature=method.temperature, top_k=method.store_top_k, device=config.train.torch_device(),
-        fingerprint=fingerprint,
+        fingerprint=fingerprint, weights=None if weights is None else list(weights),
     )
     infos = [dict(t.info, key=t.key, role="main" if t.spec.robust else "teacher") for t in teachers]
     for t in teachers:

@@ -266,6 +266,7 @@ def store_fingerprint(config: "ExperimentConfig", data: SequenceData) -> str:
     fixed_t = method.store == "topk" or (method.store == "dense" and method.ensemble == "probs")
     payload = {
         "teachers": keys, "method": method.name, "ensemble": method.ensemble, "store": method.store,
+        "weights": list(method.ensemble_weights) if method.ensemble_weights is not None else None,
         "top_k": method.store_top_k if method.store == "topk" else None,
         "temperature": method.temperature if fixed_t else None,
         "softrec_scale": method.softrec_scale if method.name == "softrec" else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from csrec.methods import TeacherPool, build_method_store, teacher_specs
@@ -64,3 +66,25 @@ def test_csrec_t_reuses_csrec_d_teacher_as_side(tmp_path, data, method_config):
     d_keys = [s.key(data.fingerprint, method_config("csrec-d").train) for s in teacher_specs(method_config("csrec-d"))]
     assert roles["side"]["key"] == d_keys[0]
     assert store.meta["n_teachers"] == 1  # the student reads g1 alone
+
+
+def test_ensemble_weights_reach_the_store_and_its_fingerprint(tmp_path, data, method_config):
+    from csrec.errors import ConfigError
+    from csrec.methods.teachers import store_fingerprint
+
+    pool = TeacherPool(tmp_path / "pool")
+    weighted = method_config("csrec-m", ensemble="probs", ensemble_weights=[0.1, 0.9])
+    plain = method_config("csrec-m", ensemble="probs")
+    assert weighted.method.ensemble_weights == (0.1, 0.9)
+    assert store_fingerprint(weighted, data) != store_fingerprint(plain, data)
+    store, _ = build_method_store(weighted, data, pool)
+    np.testing.assert_allclose(store.arrays["weights"], [0.1, 0.9])
+    # A count that does not match the teachers fails before any teacher trains.
+    with pytest.raises(ConfigError, match="2 weights but csrec-m has 3 teachers"):
+        build_method_store(method_config("csrec-m", ensemble="probs", ensemble_weights=[0.1, 0.9], num_teachers=3),
+                           data, TeacherPool(tmp_path / "empty"))
+    assert not list((tmp_path / "empty").glob("teacher-*"))
+    with pytest.raises(ConfigError, match="ensemble='probs' only"):
+        method_config("csrec-m", ensemble_weights=[0.5, 0.5])
+    with pytest.raises(ConfigError, match="non-negative"):
+        method_config("csrec-m", ensemble="probs", ensemble_weights=[-1.0, 2.0])
