@@ -6,9 +6,10 @@
                             [--set KEY=VALUE ...]
 
 The first form writes ``RUN_DIR/report/`` (report.md, table3/4/5 .md + .tex, significance.csv,
-the figures as PNG, the per-group CSVs).  ``--with`` adds the trials of other run directories to
-the hyperparameter figures (Fig. 6, 7/8, 9, 10) only, e.g. a run of CSRec-T without the
-expectation term.  The second form fits every method at every injected noise rate on synthetic
+the figures as PNG, the per-group CSVs).  The hyperparameter figures (Fig. 6, 7/8, 9, 10) read
+the run's ``sweeps/grid.py --ablation`` trials (teachers, temperature, ratio, expectation) when it
+has them; a figure without data is skipped with the ``--ablation`` command that would produce it.
+``--with`` adds the trials of other run directories to the hyperparameter figures only.  The second form fits every method at every injected noise rate on synthetic
 data (plain loop, no Ray; resumable) and writes robustness.csv/.md/.png into OUT_DIR; a report of
 RUN_DIR includes ``RUN_DIR/robustness`` when it exists.
 Exit status: 0 on success, 2 on bad arguments or an unreadable run directory.

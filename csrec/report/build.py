@@ -32,7 +32,8 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     the one the sweep recorded, else ``$CSREC_DATA_DIR`` or ``./data``); the data are loaded to
     split users by popularity and sequence length.  ``extra_runs``: more run directories whose
     trials join the hyperparameter figures only (e.g. a ``--set expectation_term=false`` run for
-    Fig. 10).  ``robustness_dir``: output of :func:`csrec.report.run_robustness` to include
+    Fig. 10).  The run's own ``--ablation`` trials (``ablation`` column of results.parquet) feed
+    the hyperparameter figures and never the tables.  ``robustness_dir``: output of :func:`csrec.report.run_robustness` to include
     (default: ``RUN_DIR/robustness`` when it holds a robustness.csv).
     """
     started = time.perf_counter()
@@ -85,6 +86,7 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     path.write_text(text)
     (out / "report.json").write_text(json.dumps({
         "run_dir": str(run.path), "extra_runs": [str(Path(e).resolve()) for e in extra_runs],
+        "ablations": {name: int(len(run.ablation(name))) for name in run.ablations()},
         "tables": [t.key for t in tables] + ([table5.key] if not table5.empty else []),
         "figures": [f.__dict__ for f in figures], "robustness": robustness[0] if robustness else None,
         "seconds": time.perf_counter() - started,
@@ -109,19 +111,25 @@ def _markdown(run: Run, tables, table5, figures, robustness) -> str:
     cells = run.summary.get("cells") or []
     main = run.main
     status = main["status"].value_counts().to_dict() if "status" in main else {}
-    lines = [
-        f"# CSRec report: `{run.path.name}`",
-        "",
-        f"Run directory `{run.path}`: {len(main)} trials ({', '.join(f'{v} {k}' for k, v in status.items())}) over "
-        f"{len(run.datasets())} dataset(s) ({', '.join(dataset_label(d) for d in run.datasets())}), backbones "
-        f"{', '.join(backbone_label(b) for b in run.backbones())}, methods "
-        f"{', '.join(method_label(m) for m in run.methods())}.",
-    ]
+    lines = [f"# CSRec report: `{run.path.name}`", ""]
+    if len(main):
+        lines.append(
+            f"Run directory `{run.path}`: {len(main)} trials ({', '.join(f'{v} {k}' for k, v in status.items())}) "
+            f"over {len(run.datasets())} dataset(s) ({', '.join(dataset_label(d) for d in run.datasets())}), "
+            f"backbones {', '.join(backbone_label(b) for b in run.backbones())}, methods "
+            f"{', '.join(method_label(m) for m in run.methods())}.")
+    else:
+        lines.append(f"Run directory `{run.path}`: no trial of the main grid (`sweeps/grid.py` without `--ablation` "
+                     f"on this directory, with `--resume`, adds it and the tables).")
     incomplete = [c for c in cells if not c.get("complete", True)]
     if incomplete:
         lines.append(f"**Incomplete cells** ({len(incomplete)}): " + ", ".join(
             f"{c['dataset']}/{c['backbone']}/{c['method']} ({c.get('trials_run')}/{c.get('trials_expected')})"
             for c in incomplete) + ".")
+    ablations = run.ablations()
+    if ablations:
+        lines.append("Ablation sweeps (`sweeps/grid.py --ablation`), whose trials enter the hyperparameter figures "
+                     "only: " + ", ".join(f"`{name}` ({len(run.ablation(name))} trials)" for name in ablations) + ".")
     extras = sorted(set(run.results["source"]) - {"main"})
     if extras:
         lines.append("Extra runs whose trials enter the hyperparameter figures only: "

@@ -9,11 +9,19 @@ dataset (loaded with the run's data config): the i-th rank belongs to the i-th t
 ``SequenceData.eval_split("test")``.  Hyperparameter figures (Fig. 6, 7/8, 9, 10) plot, for each
 value (or bin) of the parameter, the test metric of the trial that is best *on validation* among
 the completed trials with that value, so that no point is chosen by looking at test data.
+
+Which trials a hyperparameter figure reads, per series (backbone × method): the trials of its
+controlled sweep (``sweeps/grid.py --ablation NAME``: ``teachers`` → Fig. 6, ``ratio`` → Fig. 9,
+``temperature`` → Fig. 7/8, ``expectation`` → Fig. 10; ``ablation == NAME`` in results.parquet)
+when the run has them, else every trial that belongs to no ablation (the main grid and the
+``--with`` runs).  A figure without data is skipped with the exact ``--ablation`` command that
+would produce it on this run directory.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from csrec.report.runs import (  # noqa: E402
-    Run, backbone_label, best_on_validation, dataset_label, method_label,
+    PARAM_NAMES, Run, backbone_label, best_on_validation, dataset_label, method_label,
 )
 from csrec.report.stats import (  # noqa: E402
     POPULAR_FRACTION, group_means, length_buckets, popular_items, popular_test_users,
@@ -38,19 +46,48 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 METRICS = (("recall@10", "Recall@10 (%)"), ("ndcg@10", "NDCG@10 (%)"))
 DPI = 150
 
-CMD_TEACHERS = ("a sweep whose CSRec-M/CSRec-D trials vary m: `python sweeps/grid.py --datasets {d} --backbones {b} "
-                "--methods csrec-m,csrec-d --search optuna --num-samples 24` (Optuna samples m ∈ {{1,2,3,4}}), or one "
-                "run per m (`--search paper-grid --set num_teachers=K --storage-path RUN_mK`) added with "
-                "`python sweeps/report.py RUN --with RUN_mK`")
-CMD_RATIO = ("a sweep whose CSRec-D trials vary p: `python sweeps/grid.py --datasets {d} --backbones {b} "
-             "--methods csrec-d --search optuna --num-samples 24` (Optuna samples p ∈ {{0.5,…,0.9}}), or one run per p "
-             "(`--search paper-grid --set subsample=P --storage-path RUN_pP`) added with `--with RUN_pP`")
-CMD_HEATMAP = ("a sweep over β × T: `python sweeps/grid.py --datasets {d} --backbones {b} "
-               "--methods csrec-m,csrec-d,csrec-t --search paper-grid` (β ∈ {{0.25,0.5,0.75}}, T ∈ {{1,3,6,9}}, "
-               "α ∈ {{0.25,0.5,0.75}} for CSRec-T)")
-CMD_EXPECTATION = ("CSRec-T trials without the expectation term next to the run's own: `python sweeps/grid.py "
-                   "--datasets {d} --backbones {b} --methods csrec-t --set expectation_term=false "
-                   "--storage-path RUN_noexp`, then `python sweeps/report.py RUN --with RUN_noexp`")
+#: The controlled sweep of each hyperparameter figure (``sweeps/grid.py --ablation NAME``; the grids
+#: themselves live in :data:`csrec.sweep.space.ABLATIONS`, which this Ray-free module does not import).
+ABLATION_SWEEPS = {
+    "teachers": "CSRec-M and CSRec-D at m ∈ {1, 2, 3, 4}, β 0.5, T 3, p 0.8: 8 trials per backbone",
+    "ratio": "CSRec-D and CSRec-T at p ∈ {0.5, 0.6, 0.7, 0.8, 0.9}, m 2, β 0.5, T 3, α 0.5: 10 trials per backbone",
+    "temperature": "CSRec-M/D at β ∈ {0.25, 0.5, 0.75} × T ∈ {1, 3, 6, 9} and CSRec-T also × "
+                   "α ∈ {0.25, 0.5, 0.75}, m 2, p 0.8: 60 trials per backbone",
+    "expectation": "CSRec-T with and without the expectation term, β 0.5, T 3, p 0.8, α 0.5: 2 trials per backbone",
+}
+#: Options of the run's own command line that an ablation of the same run must repeat (same data,
+#: same training budget); --set of a method parameter is left out (the ablation fixes or varies it).
+_CARRIED = ("--data-dir", "--epochs", "--patience", "--seed")
+
+
+def _carried_options(argv) -> list[str]:
+    out: list[str] = []
+    argv = [str(a) for a in argv or []]
+    for i, token in enumerate(argv):
+        name, eq, inline = token.partition("=")
+        value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+        if token == "--smoke":
+            out.append("--smoke")
+        elif name in _CARRIED and value is not None:
+            out += [name, value]
+        elif name == "--set" and value is not None and "=" in value:
+            key = value.partition("=")[0].strip().replace("-", "_")
+            if key not in PARAM_NAMES:
+                out += ["--set", value]
+    return out
+
+
+def ablation_command(run: Run, ablation: str, dataset: str, backbones) -> str:
+    """The exact ``sweeps/grid.py --ablation`` command that adds ``ablation`` to this run directory."""
+    argv = (run.info or {}).get("argv") or []
+    words = ["python", "sweeps/grid.py", "--datasets", dataset, "--backbones", ",".join(backbones) or "all",
+             "--ablation", ablation, *_carried_options(argv), "--storage-path", str(run.path), "--resume"]
+    return shlex.join(words)
+
+
+def _needs(run: Run, ablation: str, dataset: str, backbones) -> str:
+    return (f"it needs the `{ablation}` ablation ({ABLATION_SWEEPS[ablation]}): "
+            f"`{ablation_command(run, ablation, dataset, backbones)}`, then rerun the report")
 
 
 @dataclass
@@ -238,6 +275,39 @@ def _trials(run: Run, dataset: str, methods, ablated_ok: bool = False) -> pd.Dat
     return frame
 
 
+def _controlled(frame: pd.DataFrame, ablation: str, keys) -> tuple[pd.DataFrame, dict]:
+    """Per group of ``keys``: the trials of ``ablation`` when the group has any, else those of no ablation.
+
+    Returns the chosen rows and {group key: "ablation" or "grid"}.
+    """
+    tags = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index, dtype=object)
+    parts, sources = [], {}
+    keys = list(keys)
+    for key, group in frame.groupby(keys if len(keys) > 1 else keys[0], sort=False):
+        own = group[tags.loc[group.index] == ablation]
+        if len(own):
+            parts.append(own)
+            sources[key] = "ablation"
+        else:
+            rest = group[tags.loc[group.index].isna()]
+            if len(rest):
+                parts.append(rest)
+                sources[key] = "grid"
+    return (pd.concat(parts) if parts else frame.iloc[0:0]), sources
+
+
+def _source_text(sources: dict, ablation: str, fixed: str) -> str:
+    """How the figure's sentence names where its points come from."""
+    kinds = set(sources.values())
+    if kinds == {"ablation"}:
+        return f" The points come from the controlled `--ablation {ablation}` sweep ({fixed})."
+    if "ablation" in kinds:
+        return (f" Series marked “ablation” come from the controlled `--ablation {ablation}` sweep ({fixed}); the "
+                f"others from the run's other trials, whose remaining parameters vary.")
+    return (f" The points come from the run's searched trials, whose remaining parameters vary; the controlled "
+            f"`--ablation {ablation}` sweep holds them fixed.")
+
+
 def _default_expectation(frame: pd.DataFrame) -> pd.Series:
     """Trials with CSRec-T's expectation term on (or not applicable): the ablated ones join Fig. 10 only."""
     return frame["param/expectation_term"].map(lambda v: v is None or bool(v)).astype(bool)
@@ -247,9 +317,17 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce")
 
 
-def _sweep_lines(run: Run, dataset: str, methods, param: str) -> list[tuple[str, str, pd.DataFrame, int]]:
-    """(backbone, method, best-on-validation row per param value, trials) for each series with ≥2 values."""
+def _sweep_lines(run: Run, dataset: str, methods, param: str, ablation: str | None = None
+                 ) -> list[tuple[str, str, pd.DataFrame, int, str]]:
+    """(backbone, method, best-on-validation row per param value, trials, source) per series with ≥2 values.
+
+    ``ablation``: the figure's controlled sweep; a series that has trials of it reads only those
+    (source "ablation"), the others read the trials of no ablation (source "grid").
+    """
     frame = _trials(run, dataset, methods)
+    sources: dict = {}
+    if ablation is not None:
+        frame, sources = _controlled(frame, ablation, ("backbone", "method"))
     out = []
     for (backbone, method), group in frame.groupby(["backbone", "method"], sort=False):
         values = _numeric(group[f"param/{param}"])
@@ -257,7 +335,7 @@ def _sweep_lines(run: Run, dataset: str, methods, param: str) -> list[tuple[str,
         if group["_value"].nunique() < 2:
             continue
         best = [best_on_validation(g) for _, g in group.groupby("_value", sort=True)]
-        out.append((backbone, method, pd.DataFrame(best), len(group)))
+        out.append((backbone, method, pd.DataFrame(best), len(group), sources.get((backbone, method), "grid")))
     order = {m: i for i, m in enumerate(methods)}
     return sorted(out, key=lambda t: (t[0], order.get(t[1], 99)))
 
@@ -266,14 +344,15 @@ def _line_figure(run: Run, dataset: str, lines, param_label: str, name: str, tit
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + 0.25 * math.ceil(len(lines) / 3)), squeeze=False,
                              layout="constrained")
     backbones = list(dict.fromkeys(b for b, *_ in lines))
-    ticks = sorted({float(v) for _, _, best, _ in lines for v in best["_value"]})
+    ticks = sorted({float(v) for _, _, best, _, _ in lines for v in best["_value"]})
     for c, (metric, ylabel) in enumerate(METRICS):
         ax = axes[0][c]
-        for backbone, method, best, n in lines:
+        for backbone, method, best, n, source in lines:
             style = LINESTYLES[backbones.index(backbone) % len(LINESTYLES)]
+            tail = f"{n} trials, ablation" if source == "ablation" else f"{n} trials"
             ax.plot(best["_value"], 100 * best[f"test/{metric}"].astype(float), linestyle=style,
                     marker=MARKERS[backbones.index(backbone) % len(MARKERS)], color=METHOD_COLORS.get(method),
-                    linewidth=1.8, label=f"{backbone_label(backbone)} {method_label(method)} ({n} trials)")
+                    linewidth=1.8, label=f"{backbone_label(backbone)} {method_label(method)} ({tail})")
         ax.set_xlabel(param_label)
         ax.set_ylabel(f"test {ylabel}")
         ax.set_title(ylabel.split(" ")[0])
@@ -291,32 +370,34 @@ def _line_figure(run: Run, dataset: str, lines, param_label: str, name: str, tit
 def teacher_count_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     """Fig. 6: the number of teachers m (CSRec-M, CSRec-D)."""
     outs = []
-    for dataset in run.datasets():
+    for dataset in run.sweep_datasets():
         title = f"Fig. 6 – {dataset_label(dataset)}: number of teachers m"
-        lines = _sweep_lines(run, dataset, ("csrec-m", "csrec-d"), "num_teachers")
+        lines = _sweep_lines(run, dataset, ("csrec-m", "csrec-d"), "num_teachers", "teachers")
         if not lines:
             outs.append(FigureOut("fig6", title, skipped=(
-                f"the run has no CSRec-M/CSRec-D trials on {dataset} with two or more values of m; it needs "
-                + CMD_TEACHERS.format(d=dataset, b=",".join(run.backbones(dataset))))))
+                f"the run has no CSRec-M/CSRec-D trials on {dataset} with two or more values of m; "
+                + _needs(run, "teachers", dataset, run.sweep_backbones(dataset)))))
             continue
         fig = _line_figure(run, dataset, lines, "number of teachers m", "fig6", title, integer_x=True)
         file = _save(fig, out_dir, f"fig6_teachers_{_slug(dataset)}.png")
+        source = _source_text({(b, m): src for b, m, _, _, src in lines}, "teachers", "β 0.5, T 3, p 0.8")
         outs.append(FigureOut("fig6", title, file,
                               f"Test Recall@10 and NDCG@10 (%) on {dataset_label(dataset)} as a function of the number "
-                              f"of teachers m; each point is the trial with that m that is best on validation."))
+                              f"of teachers m; each point is the trial with that m that is best on validation."
+                              + source))
     return outs
 
 
 def ratio_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     """Fig. 9: the sub-sampling ratio p (CSRec-D; CSRec-T's side teacher when it varies too)."""
     outs = []
-    for dataset in run.datasets():
+    for dataset in run.sweep_datasets():
         title = f"Fig. 9 – {dataset_label(dataset)}: sub-sampling ratio p"
-        lines = _sweep_lines(run, dataset, ("csrec-d", "csrec-t"), "subsample")
+        lines = _sweep_lines(run, dataset, ("csrec-d", "csrec-t"), "subsample", "ratio")
         if not lines:
             outs.append(FigureOut("fig9", title, skipped=(
-                f"the run has no CSRec-D trials on {dataset} with two or more values of p; it needs "
-                + CMD_RATIO.format(d=dataset, b=",".join(run.backbones(dataset))))))
+                f"the run has no CSRec-D/CSRec-T trials on {dataset} with two or more values of p; "
+                + _needs(run, "ratio", dataset, run.sweep_backbones(dataset)))))
             continue
         fig = _line_figure(run, dataset, lines, "sub-sampling ratio p (fraction of training sub-sessions per teacher)",
                            "fig9", title, integer_x=False)
@@ -324,7 +405,9 @@ def ratio_figures(run: Run, out_dir: Path) -> list[FigureOut]:
         outs.append(FigureOut("fig9", title, file,
                               f"Test Recall@10 and NDCG@10 (%) on {dataset_label(dataset)} as a function of the "
                               f"sub-sampling ratio p of the teachers' training data (CSRec-D; CSRec-T's side teacher "
-                              f"where it varies); each point is the trial with that p that is best on validation."))
+                              f"where it varies); each point is the trial with that p that is best on validation."
+                              + _source_text({(b, m): src for b, m, _, _, src in lines}, "ratio",
+                                             "m 2, β 0.5, T 3, α 0.5")))
     return outs
 
 
@@ -358,22 +441,24 @@ def heatmap_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     outs = []
     frame = run.completed()
     frame = frame[_default_expectation(frame)]
-    for dataset in run.datasets():
-        for backbone in run.backbones(dataset):
+    for dataset in run.sweep_datasets():
+        for backbone in run.sweep_backbones(dataset):
             title = f"Fig. 7/8 – {dataset_label(dataset)}, {backbone_label(backbone)}: β × T"
-            panels = []
+            panels, sources = [], {}
             for method in ("csrec-m", "csrec-d", "csrec-t"):
                 group = frame[(frame["dataset"] == dataset) & (frame["backbone"] == backbone)
                               & (frame["method"] == method)]
+                group, chosen = _controlled(group, "temperature", ("method",))
                 group = group[_numeric(group["param/beta"]).notna() & _numeric(group["param/temperature"]).notna()]
                 for label, panel in _heat_panels(group, method):
                     betas, temps = _numeric(panel["param/beta"]), _numeric(panel["param/temperature"])
                     if betas.nunique() >= 2 and temps.nunique() >= 2:
                         panels.append((label, panel))
+                        sources.update(chosen)
             if not panels:
                 outs.append(FigureOut("fig7_8", title, skipped=(
                     f"the run has no CSRec trials on {dataset}/{backbone} covering two or more values of both β and "
-                    f"T; it needs " + CMD_HEATMAP.format(d=dataset, b=backbone))))
+                    f"T; " + _needs(run, "temperature", dataset, [backbone]))))
                 continue
             file = _heatmap(panels, out_dir, f"fig7_8_beta_T_{_slug(dataset)}_{_slug(backbone)}.png",
                             f"{dataset_label(dataset)}, {backbone_label(backbone)}: test metrics over β × T")
@@ -381,7 +466,8 @@ def heatmap_figures(run: Run, out_dir: Path) -> list[FigureOut]:
                                   f"Test Recall@10 and NDCG@10 (%) of {backbone_label(backbone)} on "
                                   f"{dataset_label(dataset)} for each combination of the KL weight β and the "
                                   f"temperature T ({'; '.join(p[0] for p in panels)}); each cell is the trial in that "
-                                  f"cell that is best on validation, blank cells had no trial."))
+                                  f"cell that is best on validation, blank cells had no trial."
+                                  + _source_text(sources, "temperature", "m 2, p 0.8")))
     return outs
 
 
@@ -437,9 +523,9 @@ def _heatmap(panels, out_dir: Path, name: str, title: str) -> str:
 def expectation_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     """Fig. 10: CSRec-T with and without the expectation term of the robust loss."""
     outs = []
-    for dataset in run.datasets():
+    for dataset in run.sweep_datasets():
         title = f"Fig. 10 – {dataset_label(dataset)}: CSRec-T with / without the expectation term"
-        frame = _trials(run, dataset, ("csrec-t",), ablated_ok=True)
+        frame, sources = _controlled(_trials(run, dataset, ("csrec-t",), ablated_ok=True), "expectation", ("backbone",))
         flags = frame["param/expectation_term"].map(lambda v: None if v is None else bool(v))
         frame = frame.assign(_flag=flags)[flags.notna().astype(bool)]
         pairs = []
@@ -450,8 +536,8 @@ def expectation_figures(run: Run, out_dir: Path) -> list[FigureOut]:
                 pairs.append((backbone, best, counts))
         if not pairs:
             outs.append(FigureOut("fig10", title, skipped=(
-                f"the run has no CSRec-T trials on {dataset} both with and without the expectation term; it needs "
-                + CMD_EXPECTATION.format(d=dataset, b=",".join(run.backbones(dataset))))))
+                f"the run has no CSRec-T trials on {dataset} both with and without the expectation term; "
+                + _needs(run, "expectation", dataset, run.sweep_backbones(dataset)))))
             continue
         fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(pairs) + 4), 4.2), squeeze=False,
                                  layout="constrained")
@@ -478,5 +564,7 @@ def expectation_figures(run: Run, out_dir: Path) -> list[FigureOut]:
         outs.append(FigureOut("fig10", title, file,
                               f"Test Recall@10 and NDCG@10 (%) of CSRec-T on {dataset_label(dataset)} with and "
                               f"without the expectation term of the robust teacher loss; each bar is the best trial "
-                              f"on validation of its group."))
+                              f"on validation of its group."
+                              + _source_text({b: sources.get(b, "grid") for b, _, _ in pairs}, "expectation",
+                                             "β 0.5, T 3, p 0.8, α 0.5")))
     return outs

@@ -2,10 +2,12 @@
 
 What a run directory holds (see :mod:`csrec.sweep.report` and :mod:`csrec.sweep.trial`):
 
-* ``results.parquet``: one row per trial: ``dataset``, ``backbone``, ``method``, ``search``,
-  ``trial_id``, ``status``, ``is_best``, the searched parameters as ``config/<name>``, every
-  last-reported metric (``valid/<metric>``, ``test/<metric>``, ``valid/best_ndcg@10``) and
-  ``trial_path``;
+* ``results.parquet``: one row per trial: ``dataset``, ``backbone``, ``method``, ``ablation``,
+  ``search``, ``trial_id``, ``status``, ``is_best``, the searched parameters as ``config/<name>``,
+  every last-reported metric (``valid/<metric>``, ``test/<metric>``, ``valid/best_ndcg@10``) and
+  ``trial_path``.  ``ablation`` names the controlled sweep (``sweeps/grid.py --ablation NAME``:
+  teachers, ratio, temperature, expectation) a trial belongs to, and is empty for the main grid's
+  trials (older runs have no such column: every trial is the main grid's);
 * ``best/<dataset>__<backbone>__<method>.npz``: ``test_ranks``, ``test_positive``, ``recall@10``,
   ``ndcg@10`` of each cell's best trial (chosen on validation);
 * ``<trial_path>/trial_result.json``: ``params``, the full ``config`` (data, model, method,
@@ -14,6 +16,9 @@ What a run directory holds (see :mod:`csrec.sweep.report` and :mod:`csrec.sweep.
   synthetic data, ``test_true_ranks``;
 * ``summary.json``, ``run.json``, ``teachers/`` (the pool: ``teacher-<key>.pt`` whose ``info``
   holds the teacher's metrics, and a ``teacher-<key>.json`` sidecar naming its sweep).
+
+Ablation trials never enter the tables, the per-sequence figures or a cell's best trial
+(:attr:`Run.main` leaves them out); the hyperparameter figures read them (:meth:`Run.ablation`).
 
 Parameters that were fixed for a sweep (``--set num_teachers=2``) or are not searched at all
 (``expectation_term``) are not ``config/*`` columns; :class:`Run` fills ``param/<name>`` for every
@@ -95,8 +100,9 @@ class Run:
     """A finished (or partial) sweep run directory, plus optional extra runs for ablations.
 
     ``results``: every trial of the main run (``source == "main"``) and of the extra runs
-    (``source`` = their path), with ``param/<name>`` columns.  Tables and per-sequence figures
-    read the main run only; the hyperparameter figures read every trial.
+    (``source`` = their path), with ``param/<name>`` columns and ``ablation`` (None for the main
+    grid's trials).  Tables and per-sequence figures read the main run's main grid only
+    (:attr:`main`); the hyperparameter figures read every trial.
     """
 
     path: Path
@@ -117,6 +123,7 @@ class Run:
             extra = Path(extra).resolve()
             frames.append(_read_results(extra).assign(source=str(extra), run_dir=str(extra)))
         results = pd.concat(frames, ignore_index=True)
+        results["ablation"] = _ablation_labels(results)
         summary = _read_json(path / "summary.json") or {}
         info = _read_json(path / "run.json") or {}
         run = cls(path=path, results=results, summary=summary, info=info, data_dir=data_dir)
@@ -162,7 +169,23 @@ class Run:
     # --- views --------------------------------------------------------------------------------
     @property
     def main(self) -> pd.DataFrame:
-        return self.results[self.results["source"] == "main"]
+        """The main run's main-grid trials (no extra run's, no ablation's)."""
+        return self.results[(self.results["source"] == "main") & self.results["ablation"].isna()]
+
+    def ablation(self, name: str) -> pd.DataFrame:
+        """The trials of the ``--ablation NAME`` sweeps (of the main run and of the extra runs)."""
+        return self.results[self.results["ablation"] == name]
+
+    def ablations(self) -> list[str]:
+        return sorted(self.results["ablation"].dropna().unique())
+
+    def sweep_datasets(self) -> list[str]:
+        """Datasets of every trial, ablations and extra runs included (the hyperparameter figures')."""
+        return _order(self.results["dataset"].dropna().unique(), DATASET_ORDER) if len(self.results) else []
+
+    def sweep_backbones(self, dataset: str) -> list[str]:
+        frame = self.results[self.results["dataset"] == dataset]
+        return _order(frame["backbone"].dropna().unique(), BACKBONE_ORDER)
 
     def completed(self, main_only: bool = False) -> pd.DataFrame:
         frame = self.main if main_only else self.results
@@ -287,7 +310,8 @@ class Run:
         out = []
         for sidecar in sorted(pool.glob("teacher-*.json")):
             record = _read_json(sidecar) or {}
-            if not str(record.get("sweep", "")).startswith(wanted):
+            name = str(record.get("sweep", ""))
+            if not name.startswith(wanted) or name.startswith(f"{wanted}ablation-"):
                 continue
             checkpoint = sidecar.with_suffix(".pt")
             if not checkpoint.is_file():
@@ -325,6 +349,13 @@ def _read_results(path: Path) -> pd.DataFrame:
         if column not in frame:
             raise ReportError(f"{file}: column {column!r} missing")
     return frame
+
+
+def _ablation_labels(frame: pd.DataFrame) -> pd.Series:
+    """The ``ablation`` column as names or None (absent in runs written before ablations existed)."""
+    if "ablation" not in frame:
+        return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame["ablation"].map(lambda v: None if _clean(v) is None else str(v)).astype(object)
 
 
 def _read_json(path: Path) -> dict | None:

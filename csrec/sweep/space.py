@@ -13,11 +13,30 @@ p ∈ {0.5, …, 0.9}          csrec-d, csrec-t (discrete so that teachers are r
 ``paper-grid``: α, β ∈ {0.25, 0.5, 0.75}, T ∈ {1, 3, 6, 9}, m = 2, p = 0.8 (α for csrec-t only).
 Base has no hyperparameter of its own: one trial either way.  A parameter given a value by the
 caller (``csrec.sweep.tune(..., num_teachers=2)``) is fixed: it leaves the search space.
+
+An explicit grid (``csrec.sweep.tune(..., grid={"num_teachers": [1, 2, 3, 4]})``) runs exactly the
+product of the given values (:func:`grid_product`); every other parameter keeps its fixed value.
+
+**Ablations** (:data:`ABLATIONS`, ``sweeps/grid.py --ablation NAME``): controlled sweeps for the
+paper's sensitivity figures, each an explicit grid per method with every other parameter at the
+paper's default (:data:`ABLATION_DEFAULTS`: β 0.5, T 3, m 2, p 0.8, α 0.5, expectation term on):
+
+================  ==========================  =================================================  =======
+ablation          methods                     grid                                               figure
+================  ==========================  =================================================  =======
+``teachers``      csrec-m, csrec-d            m ∈ {1, 2, 3, 4}                                   Fig. 6
+``ratio``         csrec-d, csrec-t            p ∈ {0.5, 0.6, 0.7, 0.8, 0.9}                      Fig. 9
+``temperature``   csrec-m, csrec-d, csrec-t   β ∈ {0.25, 0.5, 0.75} × T ∈ {1, 3, 6, 9}           Fig. 7/8
+                                              (× α ∈ {0.25, 0.5, 0.75} for csrec-t)
+``expectation``   csrec-t                     expectation term ∈ {on, off}                       Fig. 10
+================  ==========================  =================================================  =======
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 
 SEARCHES = ("optuna", "paper-grid")
 SUBSAMPLES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -30,8 +49,9 @@ PAPER_GRID = {
     "num_teachers": (2,),
     "subsample": (0.8,),
 }
-#: The method parameters a trial may set (MethodConfig field names).
-PARAMS = ("beta", "temperature", "num_teachers", "subsample", "alpha")
+#: The method parameters a trial may set (MethodConfig field names); ``expectation_term`` is never
+#: searched, only set by an explicit grid (the ``expectation`` ablation).
+PARAMS = ("beta", "temperature", "num_teachers", "subsample", "alpha", "expectation_term")
 
 
 def method_params(method: str, fixed=()) -> tuple[str, ...]:
@@ -123,3 +143,105 @@ def expected_trials(method: str, search: str, num_samples: int, fixed=()) -> int
     if search == "paper-grid":
         return len(grid_points(method, fixed))
     return int(num_samples)
+
+
+# --- explicit grids and ablations ---------------------------------------------------------------------
+def grid_product(grid: dict | None) -> list[dict]:
+    """Every point of an explicit grid ``{name: [values]}``, in a fixed order (``[{}]`` when empty)."""
+    if not grid:
+        return [{}]
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n]) for n in names))]
+
+
+def check_grid(grid: dict, fixed=()) -> dict[str, list]:
+    """``grid`` with list values, after checking its names and values (ValueError otherwise)."""
+    out = {}
+    for name, values in dict(grid).items():
+        if name not in PARAMS:
+            raise ValueError(f"grid parameter {name!r} is not a method parameter; valid: {', '.join(PARAMS)}")
+        if name in set(fixed):
+            raise ValueError(f"{name} is both fixed ({name}=...) and in the grid; give it one way only")
+        values = list(values) if isinstance(values, (list, tuple, set, frozenset, range)) else [values]
+        if not values:
+            raise ValueError(f"grid parameter {name!r} has no value")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"grid parameter {name!r} repeats a value: {values}")
+        out[name] = values
+    return out
+
+
+def grid_size(grid: dict | None) -> int:
+    return math.prod(len(list(v)) for v in grid.values()) if grid else 1
+
+
+#: The paper's default of every method parameter (MethodConfig's defaults), held fixed by ablations.
+ABLATION_DEFAULTS = {"beta": 0.5, "temperature": 3.0, "num_teachers": 2, "subsample": 0.8, "alpha": 0.5,
+                     "expectation_term": True}
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A controlled sweep: per method, the grid it runs; everything else at :data:`ABLATION_DEFAULTS`."""
+
+    name: str
+    figure: str
+    what: str
+    grids: tuple[tuple[str, tuple[tuple[str, tuple], ...]], ...]  # ((method, ((param, values), ...)), ...)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(m for m, _ in self.grids)
+
+    def grid(self, method: str) -> dict[str, list]:
+        for name, grid in self.grids:
+            if name == method:
+                return {param: list(values) for param, values in grid}
+        raise KeyError(f"the {self.name} ablation has no {method} sweep; it sweeps {', '.join(self.methods)}")
+
+    def fixed(self, method: str) -> dict:
+        """The method's other parameters, held at the paper's defaults."""
+        grid = self.grid(method)
+        names = set(method_params(method))
+        if method == "csrec-t":
+            names.add("expectation_term")
+        return {k: v for k, v in ABLATION_DEFAULTS.items() if k in names and k not in grid}
+
+    def trials(self, method: str) -> int:
+        return grid_size(self.grid(method))
+
+
+_BT = (("beta", PAPER_GRID["beta"]), ("temperature", PAPER_GRID["temperature"]))
+ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
+    Ablation("teachers", "Fig. 6", "number of teachers m",
+             (("csrec-m", (("num_teachers", TEACHER_COUNTS),)), ("csrec-d", (("num_teachers", TEACHER_COUNTS),)))),
+    Ablation("ratio", "Fig. 9", "sub-sampling ratio p",
+             (("csrec-d", (("subsample", SUBSAMPLES),)), ("csrec-t", (("subsample", SUBSAMPLES),)))),
+    Ablation("temperature", "Fig. 7/8", "β × T (× α for CSRec-T)",
+             (("csrec-m", _BT), ("csrec-d", _BT), ("csrec-t", (("alpha", PAPER_GRID["alpha"]), *_BT)))),
+    Ablation("expectation", "Fig. 10", "CSRec-T with / without the expectation term",
+             (("csrec-t", (("expectation_term", (True, False)),)),)),
+)}
+
+
+def parse_ablations(value: str | None) -> list[str]:
+    """``"teachers,ratio"`` / ``"all"`` → ablation names in the order given (ValueError if unknown)."""
+    if value is None or not str(value).strip():
+        return []
+    if str(value).strip().lower() == "all":
+        return list(ABLATIONS)
+    names = [v.strip().lower() for v in str(value).split(",") if v.strip()]
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown ablation {', '.join(unknown)}; valid: all, {', '.join(ABLATIONS)}")
+    return list(dict.fromkeys(names))
+
+
+def ablation_experiment(dataset: str, backbone: str, method: str, ablation: str) -> str:
+    """The Tune experiment directory of an ablation cell (never one of the main grid's names)."""
+    return f"{dataset}-{backbone}-{method}-ablation-{ablation}"
+
+
+def ablation_cell(dataset: str, backbone: str, method: str, ablation: str) -> str:
+    """The label of an ablation cell in summary.json (``lastfm__gru4rec__csrec-m__ablation-teachers``)."""
+    return f"{dataset}__{backbone}__{method}__ablation-{ablation}"

@@ -15,6 +15,15 @@ Pipeline of one cell:
    ``Tuner.restore`` when it exists;
 5. the trials table, the best configuration on validation and its test metrics.
 
+**Explicit grids and ablations.**  ``grid={"num_teachers": [1, 2, 3, 4]}`` replaces the search by a
+Tune ``grid_search`` over exactly those values (the product when several parameters are given;
+``search``/``num_samples`` are then ignored and the trials are labelled ``search="grid"``); every
+other parameter keeps the value given as an override or its default.  All teachers of a grid are
+known, so they are pre-built like the paper grid's.  ``ablation="teachers"`` labels the cell as
+one of the controlled sweeps of :data:`csrec.sweep.space.ABLATIONS`: its experiment is
+``<dataset>-<backbone>-<method>-ablation-<name>`` (never a main cell's) and every trial row
+carries ``ablation=<name>``; ``sweeps/grid.py --ablation NAME`` runs them.
+
 **Teachers under Optuna.**  m, p and α are sampled per trial, and CSRec-T's main teacher depends
 on the continuous α, so the teachers of an Optuna trial are not all known before it starts.
 Trials whose teachers are missing train them in their own process through the shared on-disk
@@ -28,6 +37,7 @@ samples, so it is opt-in.  The paper grid is fully known and is always pre-built
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -44,7 +54,8 @@ from csrec.data.dataset import load_dataset
 from csrec.methods import METHODS
 from csrec.sweep.runtime import Clock, Resources, init_ray
 from csrec.sweep.space import (
-    PARAMS, SEARCHES, discrete_points, expected_trials, grid_points, method_params, optuna_space, paper_grid_space,
+    PARAMS, SEARCHES, ablation_experiment, check_grid, discrete_points, expected_trials, grid_points, grid_product,
+    grid_size, method_params, optuna_space, paper_grid_space,
 )
 from csrec.sweep.stores import make_registry, prebuild_stores
 from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
@@ -74,6 +85,8 @@ class SweepResult:
     teacher_report: TeacherReport | None = None
     stores: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    grid: dict | None = None  # the explicit grid, when the cell ran one
+    ablation: str | None = None  # the ablation the cell belongs to (None: a main grid cell)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -81,7 +94,8 @@ class SweepResult:
         return {row.trial_id: row.error for row in failed.itertuples()} if len(failed) else {}
 
     def summary(self) -> str:
-        head = f"{self.dataset} / {self.backbone} / {self.method} ({self.search}): "
+        what = self.search if self.ablation is None else f"ablation {self.ablation}"
+        head = f"{self.dataset} / {self.backbone} / {self.method} ({what}): "
         counts = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
         text = head + (
             f"{self.trials_run}/{self.trials_expected} trials {counts}, {self.teachers_trained} teachers trained, "
@@ -160,15 +174,22 @@ def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=N
     return config
 
 
-def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=()) -> list[ExperimentConfig]:
-    """The configs whose teachers (and stores) can be built before the trials start."""
+def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid: dict | None = None
+                  ) -> list[ExperimentConfig]:
+    """The configs whose teachers (and stores) can be built before the trials start.
+
+    ``grid``: an explicit grid (every point is known, so ``prebuild="auto"`` builds them all).
+    """
     method = base.method.name
     if prebuild == "auto":
-        prebuild = search == "paper-grid"
+        prebuild = search == "paper-grid" or bool(grid)
     if not prebuild:
         return []
     ctx = SweepContext(base=base, pool_dir="", sweep="")
-    points = grid_points(method, fixed) if search == "paper-grid" else discrete_points(method, fixed)
+    if grid:
+        points = grid_product(grid)
+    else:
+        points = grid_points(method, fixed) if search == "paper-grid" else discrete_points(method, fixed)
     return [ctx.config_for(p) for p in points]
 
 
@@ -194,6 +215,8 @@ def tune(
     verbose: int = 1,
     model: dict | None = None,
     fault=None,
+    grid: dict | None = None,
+    ablation: str | None = None,
     **overrides,
 ) -> SweepResult:
     """Search one (dataset, backbone, method) cell; see the module docstring.
@@ -204,10 +227,14 @@ def tune(
     and leaves the search space.  ``resume``: True restores the experiment (error if there
     is none), False refuses an existing one, "auto" restores when it exists.  ``resources``:
     a :class:`Resources` or a dict such as ``{"cpu": 1, "gpu": 0.5, "max_concurrent_trials": 4}``.
+    ``grid``: ``{param: [values]}``, a grid search over exactly those values instead of ``search``
+    (a parameter may not be both in ``grid`` and an override).  ``ablation``: the name of the
+    ablation the cell belongs to (experiment ``<dataset>-<backbone>-<method>-ablation-<name>``,
+    an ``ablation`` column in the trials); see the module docstring.
     """
     clock = Clock()
     total_started = time.perf_counter()
-    if search not in SEARCHES:
+    if search not in SEARCHES and not grid:
         raise ValueError(f"unknown search {search!r}; valid: {', '.join(SEARCHES)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -216,9 +243,12 @@ def tune(
     resources = Resources.from_any(resources).resolved()
     base = base_config(dataset, backbone, method, epochs=epochs, seed=seed, model=model, **overrides)
     fixed = tuple(p for p in PARAMS if p in overrides)  # given a value: not searched
+    if grid is not None:
+        grid = check_grid(grid, fixed)
+        search = "grid"
     storage = Path(storage_path).resolve()
     pool_dir = str(storage / "teachers")
-    name = name or f"{dataset}-{backbone}-{method}-{search}"
+    name = name or _experiment_name(dataset, backbone, method, search, grid, ablation)
     exp_path = storage / name
 
     with clock.time("data_s"):
@@ -228,13 +258,14 @@ def tune(
 
     # Teachers and stores known before the trials start.
     teacher_report = None
-    known = known_configs(base, search, prebuild, fixed)
+    known = known_configs(base, search, prebuild, fixed, grid)
     stores: dict = {}
     if known:
         with clock.time("teachers_s"):
             teacher_report = train_teachers(known, pool_dir, resources, sweep=name, storage_path=storage,
                                             data_refs={data.fingerprint: data_ref}, verbose=verbose > 0)
-        buildable = [c for c in known if not (c.method.name == "csrec-t" and search != "paper-grid")]
+        # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
+        buildable = [c for c in known if not (c.method.name == "csrec-t" and search == "optuna")]
         with clock.time("stores_s"):
             stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
                                      num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
@@ -249,7 +280,7 @@ def tune(
             ray_tune.with_parameters(run_trial, ctx=ctx, data=data_ref, registry=registry), trial_resources,
         )
 
-    n_expected = expected_trials(method, search, num_samples, fixed)
+    n_expected = grid_size(grid) if grid is not None else expected_trials(method, search, num_samples, fixed)
     restorable = ray_tune.Tuner.can_restore(str(exp_path))
     if resume is True and not restorable:
         raise FileNotFoundError(f"nothing to resume at {exp_path}")
@@ -260,27 +291,46 @@ def tune(
                                        resume_errored=True)
     else:
         tuner = _new_tuner(make_trainable(), base, method, search, n_expected, resources, storage, name,
-                           exp_path, max_failures, asha, grace_period, verbose, fixed)
+                           exp_path, max_failures, asha, grace_period, verbose, fixed, grid)
     with clock.time("tune_s"):
-        grid = tuner.fit()
+        fitted = tuner.fit()
 
-    frame = trials_frame(grid, exp_path, dataset=dataset, backbone=backbone, method=method, search=search)
+    labels = dict(dataset=dataset, backbone=backbone, method=method, search=search)
+    if ablation is not None:
+        labels["ablation"] = ablation
+    frame = trials_frame(fitted, exp_path, **labels)
     best = select_best(frame)
+    chosen = list(grid) if grid is not None else list(method_params(method, fixed))
     records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == name and r.get("trained")]
     finished = frame["status"].isin(["completed", "stopped", "error"]).all() if len(frame) else False
     clock.sections["total_s"] = time.perf_counter() - total_started
     result = SweepResult(
         dataset=dataset, backbone=backbone, method=method, search=search, path=str(exp_path), trials=frame,
-        best_config=None if best is None else {k: best[f"config/{k}"] for k in method_params(method, fixed) if f"config/{k}" in best},
+        best_config=None if best is None else {k: _plain(best[f"config/{k}"]) for k in chosen if f"config/{k}" in best},
         best_valid=_prefixed(best, "valid/"), best_test=_prefixed(best, "test/"),
         best_trial_path=None if best is None else best["trial_path"],
         trials_run=len(frame), trials_expected=n_expected,
         complete=bool(finished and len(frame) >= n_expected),
         teachers_trained=len(records), teacher_report=teacher_report, stores=stores, timings=dict(clock.sections),
+        grid=grid, ablation=ablation,
     )
     if verbose:
         print(f"[csrec.sweep] {result.summary()}", flush=True)
     return result
+
+
+def _experiment_name(dataset, backbone, method, search, grid, ablation) -> str:
+    """Tune experiment directory name: main cells, ablation cells and other explicit grids never collide."""
+    if ablation is not None:
+        return ablation_experiment(dataset, backbone, method, ablation)
+    if grid is not None:
+        digest = hashlib.sha256(json.dumps(grid, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{dataset}-{backbone}-{method}-grid-{digest}"
+    return f"{dataset}-{backbone}-{method}-{search}"
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def _prefixed(row, prefix: str) -> dict:
@@ -290,7 +340,7 @@ def _prefixed(row, prefix: str) -> dict:
 
 
 def _new_tuner(trainable, base, method, search, n_expected, resources, storage, name, exp_path, max_failures,
-               asha, grace_period, verbose, fixed=()):
+               asha, grace_period, verbose, fixed=(), grid=None):
     from ray.tune.schedulers import ASHAScheduler
 
     epochs = base.train.epochs
@@ -311,6 +361,8 @@ def _new_tuner(trainable, base, method, search, n_expected, resources, storage, 
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_expected // 3))),
         )
         num_samples = n_expected
+    elif grid is not None:
+        param_space = {k: ray_tune.grid_search(list(v)) for k, v in grid.items()}
     elif search == "paper-grid":
         param_space = paper_grid_space(method, fixed)
     exp_path.mkdir(parents=True, exist_ok=True)

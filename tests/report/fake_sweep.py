@@ -133,3 +133,60 @@ def make_run(root: Path, *, backbones=("gru4rec", "sasrec"), methods=ALL_METHODS
     (root / "run.json").write_text(json.dumps({"argv": ["--smoke"], "cells": [[c["dataset"], c["backbone"], c["method"]]
                                                                              for c in cells]}))
     return root
+
+
+def add_ablation(root: Path, name: str, backbone: str, method: str, points: list[dict], *, valid: float = 0.9,
+                 seed: int = 7) -> pd.DataFrame:
+    """Append one ablation cell to a fake run, as ``sweeps/grid.py --ablation NAME`` writes it.
+
+    Trials live in ``synthetic-<backbone>-<method>-ablation-<name>``; their rows carry
+    ``ablation=<name>`` and ``search="grid"``, the grid's parameters as ``config/*`` and the other
+    parameters (the paper's defaults) only in ``trial_result.json``.  Every trial's validation
+    NDCG@10 is ``valid`` or more (high: it would win its cell if the report mixed it in).
+    Returns the appended rows.
+    """
+    rng = np.random.default_rng(seed)
+    results = pd.read_parquet(root / "results.parquet")
+    if "ablation" not in results:
+        results.insert(3, "ablation", None)
+    n = len(np.load(root / "best" / f"synthetic__{backbone}__base.npz")["test_ranks"]) \
+        if (root / "best" / f"synthetic__{backbone}__base.npz").is_file() else 50
+    positive = rng.random(n) < 0.7
+    exp = root / f"synthetic-{backbone}-{method}-ablation-{name}"
+    rows = []
+    for i, point in enumerate(points):
+        trial_id = f"abl{name[:3]}{method[-1]}{i:03d}"
+        trial_dir = exp / f"trial_{trial_id}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        ranks = rng.integers(0, 30, n)
+        test = summarize(ranks, positive, ks=(10,))
+        row = {"dataset": "synthetic", "backbone": backbone, "method": method, "ablation": name, "search": "grid",
+               "trial_id": trial_id, "status": "completed", "error": None, "is_best": i == 0}
+        for key, value in point.items():
+            row[f"config/{key}"] = value
+        row.update({"epoch": 2, "final": True, METRIC: valid + 0.001 * i})
+        row.update({f"valid/{k}": v for k, v in test.items()})
+        row["valid/ndcg@10"] = valid + 0.001 * i
+        row.update({f"test/{k}": v for k, v in test.items()})
+        row["trial_path"] = str(trial_dir)
+        method_cfg = {"name": method, "beta": 0.5, "temperature": 3.0, "num_teachers": 2, "subsample": 0.8,
+                      "alpha": 0.5, "expectation_term": True, **point}
+        data = dataclasses.asdict(DataConfig(synthetic=SyntheticConfig(**SMALL)))
+        payload = {"params": point, "config": {"data": data, "backbone": backbone, "model": {}, "method": method_cfg,
+                                               "train": {"epochs": 2, "seed": 2022}},
+                   "metrics": dict(row), "teachers": []}
+        (trial_dir / "trial_result.json").write_text(json.dumps(payload, default=str))
+        np.savez_compressed(trial_dir / "ranks.npz", test_ranks=ranks, test_positive=positive,
+                            valid_ranks=ranks)
+        rows.append(row)
+    added = pd.DataFrame(rows)
+    frame = pd.concat([results, added], ignore_index=True)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in frame[column]]
+            kinds = {type(v) for v in values if v is not None}
+            if kinds and not kinds <= {str} and not kinds <= {bool}:
+                values = [None if v is None else float(v) for v in values]
+            frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    frame.to_parquet(root / "results.parquet", index=False)
+    return added

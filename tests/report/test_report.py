@@ -106,7 +106,8 @@ def test_missing_dimension_is_skipped_with_the_sweep_that_would_produce_it(fake_
     text = fake_report.read_text()
     section = text[text.index("### Fig. 10"):]
     assert section.splitlines()[2].startswith("*Skipped*")
-    assert "expectation_term=false" in section and "--with" in section
+    assert ("`python sweeps/grid.py --datasets synthetic --backbones gru4rec,sasrec --ablation expectation --smoke "
+            f"--storage-path {fake_report.parent.parent} --resume`") in section
     assert "Not included: it needs fits at several injected noise rates" in text
 
 
