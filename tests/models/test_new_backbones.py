@@ -351,8 +351,9 @@ def test_dreamrec_denoising_step_shapes():
     x_prev, x0_hat = model.ddim_step(x_t, c, 499, 473)
     assert x_prev.shape == x0_hat.shape == (7, 64)
     assert model.generate(c).shape == (7, 64)
-    schedule = model.sampling_timesteps()
-    assert len(schedule) == model.config.eval_steps and schedule[0] == 499 and schedule[-1] == 0
+    assert model.sampling_timesteps() == [499]  # the default one-step sampler starts from pure noise
+    schedule = _build("dreamrec", eval_steps=20).sampling_timesteps()
+    assert len(schedule) == 20 and schedule[0] == 499 and schedule[-1] == 0
     assert _build("dreamrec", denoiser="mlp2").denoise(x_t, c, t).shape == (7, 64)
     full = _build("dreamrec", eval_steps=500)
     assert full.sampling_timesteps() == list(range(499, -1, -1))
