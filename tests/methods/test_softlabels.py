@@ -260,3 +260,28 @@ def test_store_rows_match_subsampled_batches(data, m_setup, factored):
         two = teachers[1].model.item_scores(reps)
     want = torch.softmax((one + two) / 2, -1)
     torch.testing.assert_close(factored.teacher_probs(batch.rows, 1.0), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("ensemble", ["logits", "probs"])
+def test_factored_store_with_output_biases_matches_brute_force(ensemble):
+    # Backbones with an output bias (BERT4Rec) add b_k to each teacher's logits before ensembling.
+    g = torch.Generator().manual_seed(3)
+    m, n_rows, n_items, d = 3, 11, 9, 4
+    reps = torch.randn(m, n_rows, d, generator=g)
+    tables = torch.randn(m, n_items, d, generator=g)
+    biases = torch.randn(m, n_items, generator=g)
+    weights = torch.tensor([0.2, 0.3, 0.5])
+    store = SoftLabelStore("factored", {"reps": reps.numpy(), "tables": tables.numpy(), "biases": biases.numpy(),
+                                        "weights": weights.numpy()},
+                           {"n_rows": n_rows, "n_items": n_items, "n_teachers": m, "ensemble": ensemble})
+    rows = torch.tensor([4, 0, 10, 4])
+    for temperature in (1.0, 3.0):
+        per_teacher = [[[sum(float(reps[k, r, i]) * float(tables[k, j, i]) for i in range(d)) + float(biases[k, j])
+                         for j in range(n_items)] for r in rows.tolist()] for k in range(m)]
+        logits = torch.tensor(per_teacher, dtype=torch.float64)  # [m, rows, items]
+        if ensemble == "logits":
+            want = torch.softmax(logits.mean(0) / temperature, -1)
+        else:
+            want = (weights.double().view(-1, 1, 1) * torch.softmax(logits / temperature, -1)).sum(0) / weights.sum()
+        got = store.teacher_probs(rows, temperature, "float32").double()
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
