@@ -107,7 +107,6 @@ def driver(args) -> None:
     from csrec.methods import teacher_specs
     from csrec.sweep.space import grid_product
     from csrec.sweep.trial import SweepContext
-    from csrec.sweep.tuner import _registry
 
     out: dict = {"nodes_wanted": args.nodes}
     sweep.init_ray(address=args.address)
@@ -160,13 +159,7 @@ def driver(args) -> None:
     out["sampler_error"] = sampler.error
 
     # The soft-label stores the registry holds: object sizes and copies, then the numpy payload.
-    registry = _registry()
-    fingerprints = sorted(ray.get(registry.stats.remote())["builds"])
-    refs = {}
-    for fp in fingerprints:
-        status, payload = ray.get(registry.acquire.remote(fp, "bench", "bench"))
-        if status == "ready":
-            refs[fp] = payload[0]
+    refs = sweep.store_refs()
     locations = get_object_locations(list(refs.values()))
     stores = []
     for fp, ref in refs.items():

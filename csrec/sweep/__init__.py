@@ -20,11 +20,11 @@ from csrec.sweep.teachers import (
     train_teachers,
 )
 from csrec.sweep.trial import METRIC, FailWhen, SweepContext
-from csrec.sweep.tuner import SweepResult, base_config, registry_stats, select_best, trials_frame, tune
+from csrec.sweep.tuner import SweepResult, base_config, registry_stats, select_best, store_refs, trials_frame, tune
 
 __all__ = [
     "METRIC", "SEARCHES", "FailWhen", "Resources", "StoreRegistry", "SweepContext", "SweepResult", "TeacherReport",
     "base_config", "collect_teacher_specs", "ensure_teacher", "fetch_store", "grid_points", "init_ray",
     "method_params", "optuna_space", "paper_grid_space", "prebuild_stores", "read_teacher_records",
-    "registry_stats", "select_best", "train_teacher_torchtrainer", "train_teachers", "trials_frame", "tune",
+    "registry_stats", "select_best", "store_refs", "train_teacher_torchtrainer", "train_teachers", "trials_frame", "tune",
 ]

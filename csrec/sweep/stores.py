@@ -97,6 +97,10 @@ class StoreRegistry:
     async def has(self, fp: str) -> bool:
         return fp in self.entries
 
+    async def refs(self) -> dict:
+        """{fingerprint: ObjectRef of the store} for every published store."""
+        return {fp: entry[0] for fp, entry in self.entries.items()}
+
     async def stats(self) -> dict:
         builds: dict[str, int] = {}
         for entry in self.log:

@@ -160,6 +160,12 @@ def registry_stats() -> dict:
     return ray.get(_registry().stats.remote())
 
 
+def store_refs() -> dict:
+    """{fingerprint: ObjectRef} of every soft-label store this driver's sweeps put in the object store
+    (e.g. for ``ray.experimental.get_object_locations``: sizes and the nodes holding copies)."""
+    return ray.get(_registry().refs.remote())
+
+
 def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=None, model=None, **overrides) -> ExperimentConfig:
     kwargs = dict(overrides)
     if epochs is not None:

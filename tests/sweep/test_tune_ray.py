@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 
 import csrec.sweep as sweep
 
@@ -71,6 +72,8 @@ def test_concurrent_trials_share_one_soft_label_build(ray_session, tiny, tmp_pat
     # Trials that received the store mapped it read-only from the object store (no copy).
     assert frame.loc[frame["store_event"] == "hit", "store_zero_copy"].all()
     assert result.teachers_trained == 2  # the two teachers, trained once by the building trial
+    store = ray.get(sweep.store_refs()[fingerprint])
+    assert store.mode == "factored" and store.meta["fingerprint"] == fingerprint
 
 
 def test_failing_trial_is_retried_then_recorded_while_the_sweep_completes(ray_session, tiny, tmp_path):
