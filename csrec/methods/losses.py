@@ -67,38 +67,82 @@ def student_loss(
     return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
 
 
+class _RowCrossEntropies(torch.autograd.Function):
+    """Per-row CE(z, i) and CE(z, p) (p a fixed distribution) in a few fused passes over z.
+
+    Forward: one softmax (kept for the backward), a row max and a row-wise dot product.  Backward,
+    for upstream row gradients a (of CE(z, i)) and b (of CE(z, p)):
+    ∂/∂z = (a + b·Σp)·softmax(z) − a·onehot(i) − b·p.  The plain autograd graph (log_softmax, p·log P_f, their sums and backward)
+    makes about three times as many passes over the [N, n_items] logits, which dominate a
+    student's step.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, probs):
+        softmax = torch.softmax(logits, dim=-1)
+        # log-sum-exp from the softmax at each row's argmax (a probability ≥ 1/|I|, so its log is
+        # exact): one pass cheaper than logsumexp or log_softmax, and the softmax is the backward's.
+        top, top_col = logits.max(dim=-1, keepdim=True)
+        lse = (top - softmax.gather(1, top_col).log()).squeeze(1)
+        ce_rows = lse - logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+        p_sum = probs.sum(-1)
+        soft_rows = lse * p_sum - torch.linalg.vecdot(probs, logits)
+        ctx.save_for_backward(softmax, targets, probs, p_sum)
+        return ce_rows, soft_rows
+
+    @staticmethod
+    def backward(ctx, grad_ce, grad_soft):
+        softmax, targets, probs, p_sum = ctx.saved_tensors
+        zeros = softmax.new_zeros(len(softmax))
+        a = grad_ce if grad_ce is not None else zeros
+        b = grad_soft if grad_soft is not None else zeros
+        grad = softmax * (a + b * p_sum).unsqueeze(1)
+        grad.addcmul_(probs, b.unsqueeze(1), value=-1.0)
+        grad.scatter_add_(1, targets.unsqueeze(1), -a.unsqueeze(1))
+        return grad, None, None
+
+
+def soft_label_self_information(teacher_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Σ_j r_j log r_j per row for r of Eq. 19 (the constant part of KL(r ‖ P_f)), without forming r."""
+    with torch.no_grad():
+        p_target = 0.5 * teacher_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+        r_target = p_target + 0.5
+        # Every column at ½p_j, i.e. ½ Σ p log p − ½ log 2 · Σ p, then the target column's ½p_i
+        # swapped for r_i.
+        return (0.5 * torch.special.xlogy(teacher_probs, teacher_probs).sum(-1)
+                - 0.5 * math.log(2.0) * teacher_probs.sum(-1)
+                - torch.special.xlogy(p_target, p_target) + torch.special.xlogy(r_target, r_target))
+
+
 def student_loss_from_teacher_probs(
     student_logits: torch.Tensor,
     targets: torch.Tensor,
     teacher_probs: torch.Tensor,
     beta: float,
     direction: str = "code",
+    r_log_r: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 19–20 from softmax(e / T) without materialising r; equals ``student_loss`` with r.
 
     For the code's KL(r ‖ P_f) with r = ½(p + onehot(i)) (Eq. 19):
-    KL = Σ_j r_j log r_j − ½ Σ_j p_j log P_f(j) − ½ log P_f(i).  The first term is a constant of
-    the student (computed without autograd), the rest a soft-target cross-entropy, so the
-    student's backward pass sees two [N, n_items] products instead of six.  The paper's
-    direction needs log r itself and falls back to :func:`student_loss`.
+    KL = Σ_j r_j log r_j − ½ Σ_j p_j log P_f(j) − ½ log P_f(i).  The first term does not depend
+    on the student (:func:`soft_label_self_information`; pass it as ``r_log_r`` when it is cached
+    per row); the rest is a cross-entropy against p plus half the one-hot CE, so
+    ℓ_s = (1 − β/2)·CE(i) + (β/2)·CE(p) + β·Σ r log r, with both cross-entropies from one fused
+    function (:class:`_RowCrossEntropies`).  The paper's direction needs log r itself and falls
+    back to :func:`student_loss`.
     """
     if direction != "code" or beta == 0.0:
         return student_loss(student_logits, targets, soft_label_from_probs(teacher_probs, targets), beta, direction)
-    log_pf = F.log_softmax(student_logits, dim=-1)
-    ce_rows = -log_pf.gather(1, targets.unsqueeze(1)).squeeze(1)
-    soft_ce_rows = -(teacher_probs * log_pf).sum(-1)
-    with torch.no_grad():
-        p_target = 0.5 * teacher_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
-        r_target = p_target + 0.5
-        # Σ_j r_j log r_j: every column at ½p_j, i.e. ½ Σ p log p − ½ log 2 · Σ p, then the
-        # target column's ½p_i swapped for r_i.
-        r_log_r = (0.5 * torch.special.xlogy(teacher_probs, teacher_probs).sum(-1)
-                   - 0.5 * math.log(2.0) * teacher_probs.sum(-1)
-                   - torch.special.xlogy(p_target, p_target) + torch.special.xlogy(r_target, r_target))
+    probs = teacher_probs.detach().to(student_logits.dtype)
+    ce_rows, soft_ce_rows = _RowCrossEntropies.apply(student_logits, targets, probs)
+    if r_log_r is None:
+        r_log_r = soft_label_self_information(probs, targets)
+    r_log_r = r_log_r.to(student_logits.dtype)
     ce = ce_rows.mean()
-    kl = (r_log_r + 0.5 * soft_ce_rows + 0.5 * ce_rows).mean()
-    loss = (1.0 - beta) * ce + beta * kl
-    return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+    kl = (r_log_r + 0.5 * soft_ce_rows.detach() + 0.5 * ce_rows.detach()).mean()
+    loss = ((1.0 - beta) * ce_rows + beta * (0.5 * soft_ce_rows + 0.5 * ce_rows)).mean() + beta * r_log_r.mean()
+    return loss, {"ce": float(ce.detach()), "kl": float(kl)}
 
 
 def relaxed_expectation(

@@ -16,7 +16,7 @@ import torch
 
 from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
-from csrec.methods.losses import popularity_logits, student_loss_from_teacher_probs
+from csrec.methods.losses import popularity_logits, soft_label_self_information, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
@@ -43,6 +43,10 @@ class SoftLabelLoss:
                  precision: str = "float32"):
         self.store, self.beta, self.temperature, self.direction = store, beta, temperature, direction
         self.precision = precision
+        # Σ r log r of each store row at this T: a constant of the student, computed on a row's
+        # first visit and reused by later epochs (only the loss value needs it, not the gradient).
+        self._r_log_r = torch.zeros(store.n_rows, dtype=torch.float64)
+        self._r_log_r_known = torch.zeros(store.n_rows, dtype=torch.bool)
         self.seconds_reading = 0.0  # time spent rebuilding soft labels (benchmarks report it)
 
     def __call__(self, model: SequentialRecommender, batch: Batch):
@@ -51,10 +55,21 @@ class SoftLabelLoss:
         started = time.perf_counter()
         with torch.no_grad():
             probs = self.store.teacher_probs(batch.rows, self.temperature, self.precision)
+            r_log_r = self._self_information(batch.rows, probs, targets - 1)
         self.seconds_reading += time.perf_counter() - started
-        loss, logs = student_loss_from_teacher_probs(logits, targets - 1, probs, self.beta, self.direction)
+        loss, logs = student_loss_from_teacher_probs(logits, targets - 1, probs, self.beta, self.direction, r_log_r)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
+
+
+    def _self_information(self, rows: torch.Tensor, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        cpu_rows = rows.cpu()
+        todo = ~self._r_log_r_known[cpu_rows]
+        if bool(todo.any()):
+            fresh = soft_label_self_information(probs[todo.to(probs.device)], targets[todo.to(targets.device)])
+            self._r_log_r[cpu_rows[todo]] = fresh.double().cpu()
+            self._r_log_r_known[cpu_rows[todo]] = True
+        return self._r_log_r[cpu_rows].to(probs.device)
 
 
 def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool) -> tuple[SoftLabelStore, list[dict]]:

@@ -117,6 +117,11 @@ def test_student_loss_does_not_reach_teachers(data, m_setup):
                                soft_label(torch.stack(logits).mean(0), targets - 1, 3.0), 0.5)
     assert float(loss.detach()) == pytest.approx(float(want), rel=1e-5)
     assert logs["kl"] > 0
+    # A second visit of the same rows reads Σ r log r from the per-row cache: the same value.
+    assert bool(loss_fn._r_log_r_known[batch.rows].all()) and int(loss_fn._r_log_r_known.sum()) == len(batch.rows)
+    again, again_logs = loss_fn(student, batch)
+    assert float(again.detach()) == pytest.approx(float(loss.detach()), rel=1e-6)
+    assert again_logs["kl"] == pytest.approx(logs["kl"], rel=1e-6)
 
 
 def test_student_training_leaves_teachers_unchanged(data, m_setup):

@@ -169,6 +169,32 @@ def test_student_loss_from_teacher_probs_equals_materialised_soft_label(directio
     assert all(abs(logs[k] - expected_logs[k]) < 1e-10 for k in logs)
 
 
+def test_fused_row_cross_entropies_pass_gradcheck():
+    from csrec.methods.losses import _RowCrossEntropies
+
+    logits = _rand(4, 6, seed=21).requires_grad_()
+    probs = torch.softmax(_rand(4, 6, seed=22), -1)
+    targets = torch.tensor([5, 0, 2, 2])
+    assert torch.autograd.gradcheck(lambda z: _RowCrossEntropies.apply(z, targets, probs), (logits,))
+    ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs)
+    log_pf = torch.log_softmax(logits, -1)
+    torch.testing.assert_close(ce_rows, -log_pf[torch.arange(4), targets])
+    torch.testing.assert_close(soft_rows, -(probs * log_pf).sum(-1))
+
+
+def test_fused_row_cross_entropies_stay_exact_for_extreme_logits():
+    from csrec.methods.losses import _RowCrossEntropies
+
+    logits = (_rand(3, 50, seed=31) * 1000).float()  # softmax underflows to 0 almost everywhere
+    probs = torch.softmax(_rand(3, 50, seed=32).float(), -1)
+    targets = torch.tensor([0, 7, 49])
+    ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs)
+    log_pf = torch.log_softmax(logits.double(), -1)
+    assert torch.isfinite(ce_rows).all() and torch.isfinite(soft_rows).all()
+    torch.testing.assert_close(ce_rows.double(), -log_pf[torch.arange(3), targets], rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(soft_rows.double(), -(probs.double() * log_pf).sum(-1), rtol=1e-6, atol=1e-3)
+
+
 def test_student_loss_rejects_unknown_direction():
     with pytest.raises(ValueError, match="direction"):
         student_loss(torch.zeros(1, 3), torch.tensor([0]), torch.full((1, 3), 1 / 3), 0.5, "backwards")
