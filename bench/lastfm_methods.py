@@ -74,11 +74,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON is already on disk")
+    parser.add_argument("--tabulate-only", action="store_true", help="run nothing; rebuild the table from the runs on disk")
     parser.add_argument("--pool", default=str(RESULTS / "runs" / "teacher-pool"))
     args = parser.parse_args()
     pool = TeacherPool(args.pool)
     data = None
-    for backbone in args.backbones.split(","):
+    for backbone in [] if args.tabulate_only else args.backbones.split(","):
         for method in args.methods.split(","):
             for i in range(args.seeds if method in MULTI_SEED else 1):
                 path = run_path(backbone, method, 2022 + i)
