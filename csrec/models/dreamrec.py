@@ -43,24 +43,19 @@ cross-entropy over items.  So:
 Inference cost per sequence: one encoder pass plus 2 · ``eval_steps`` denoiser calls (conditional
 and unconditional; one when ``guidance_scale`` is 0), each a [3d] -> [d] linear layer plus the
 step MLP: about 2 · ``eval_steps`` · 28k multiply-adds (56k at the default of one step, 1.1 M at
-20), against d · |I| ≈ 0.23 M for scoring Last.FM's item table.  Measured on Last.FM (AMD EPYC, torch 2.13 CPU, 1 thread, a
-shared machine), generation only / whole full-ranking test pass over 3,173 sequences:
+20), against d · |I| ≈ 0.23 M for scoring Last.FM's item table.  Measured by
+``python bench/dreamrec_steps.py`` (one 8-epoch model, seed 0, the same weights read with each
+setting; AMD EPYC, torch 2.13 CPU, 1 thread, a shared machine), Last.FM, in %:
 
-    eval_steps                    1        5       20       50      500
-    ms per sequence, batch 1024   0.03     -        0.06     0.13     1.1
-    ms per sequence, alone        0.5      -        4.5      10       97
-    test pass, s                  0.13     0.16     0.27     0.47     3.6
-    test Recall@10 after 8 epochs 14.75*   14.12    12.48    11.91    11.63
-    (* one step then taken at t = 0 instead of t = T-1; on validation the two differ by 0.03)
+    eval_steps                 1            2            5            20
+    valid Recall@10 / NDCG@10  16.39 / 9.68 16.20 / 9.75 16.33 / 9.53 15.38 / 8.78
+    test Recall@10 / NDCG@10   16.80 / 9.75 16.86 / 9.77 16.29 / 9.27 14.75 / 8.42
+    s per full test pass       0.13         0.14         0.21         0.56
 
-    (another 8-epoch model, seed 0, the same weights read with each setting)
-    valid Recall@10 / NDCG@10, % 16.39/9.68  16.33/9.53  15.38/8.78  (2 steps: 16.20/9.75)
-
-So 500 steps cost ~30x the one-step sampler and do not rank better: with cross-entropy the
-predicted x̂0 is a scoring direction rather than a point on the embedding manifold, and
-re-noising it drifts.  The default is therefore one step, chosen on validation (the row above;
-the test row was measured before and agrees); ``model={"eval_steps": 20}`` restores multi-step
-sampling, and the value is worth sweeping on other data.
+More steps cost more and do not rank better: with cross-entropy the predicted x̂0 is a scoring
+direction rather than a point on the embedding manifold, and re-noising it drifts.  The default
+is therefore one step, chosen on the validation row; ``model={"eval_steps": 20}`` restores
+multi-step sampling, and the value is worth sweeping on other data.
 """
 
 from __future__ import annotations
