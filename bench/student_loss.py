@@ -1,0 +1,64 @@
+"""The student's loss step alone: Base CE vs Eq. 19–20 materialised vs the fused soft-label loss.
+
+    python bench/student_loss.py [--rows 1216] [--items 3646] [--repeats 20]
+
+Forward + backward of the loss over one batch of random logits (the default shape is a Last.FM
+batch: 64 sub-sessions ≈ 1,216 targets × 3,646 items), 1 torch thread unless OMP_NUM_THREADS
+says otherwise; best of 3 rounds of --repeats calls each.  Prints a table; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import markdown_table  # noqa: E402
+from csrec.methods.losses import (  # noqa: E402
+    soft_label_from_probs,
+    soft_label_self_information,
+    student_loss,
+    student_loss_from_teacher_probs,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1216)
+    parser.add_argument("--items", type=int, default=3646)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    logits = torch.randn(args.rows, args.items, requires_grad=True)
+    probs = torch.softmax(3 * torch.randn(args.rows, args.items), -1)
+    targets = torch.randint(0, args.items, (args.rows,))
+    cached = soft_label_self_information(probs, targets)
+    steps = {
+        "Base: fused cross-entropy": lambda: F.cross_entropy(logits, targets),
+        "Eq. 19–20, r materialised (autograd graph)":
+            lambda: student_loss(logits, targets, soft_label_from_probs(probs, targets), 0.5)[0],
+        "Eq. 19–20 fused, Σ r log r computed": lambda: student_loss_from_teacher_probs(logits, targets, probs, 0.5)[0],
+        "Eq. 19–20 fused, Σ r log r cached (training)":
+            lambda: student_loss_from_teacher_probs(logits, targets, probs, 0.5, r_log_r=cached)[0],
+    }
+    rows = []
+    for name, step in steps.items():
+        best = float("inf")
+        for _ in range(3):
+            step().backward()
+            started = time.perf_counter()
+            for _ in range(args.repeats):
+                step().backward()
+            best = min(best, (time.perf_counter() - started) / args.repeats)
+        rows.append([name, f"{1000 * best:.1f}"])
+    print(f"{args.rows} rows × {args.items} items, {torch.get_num_threads()} torch thread(s)\n")
+    print(markdown_table(["loss", "ms per forward + backward"], rows))
+
+
+if __name__ == "__main__":
+    main()
