@@ -1,7 +1,8 @@
 """Last.FM sweeps on Ray (OptunaSearch and the paper's grid) next to the paper's Table 3.
 
     python bench/lastfm_sweep.py [--backbones gru4rec] [--searches optuna,paper-grid]
-                                 [--num-samples 12] [--epochs 100] [--tabulate-only]
+                                 [--num-samples 12] [--epochs 100] [--grace-period N]
+                                 [--tabulate-only]
 
 Runs ``sweeps/grid.py --datasets lastfm`` once per search into its own run directory
 (``runs/lastfm-<search>``, resumable: rerunning this script continues an interrupted sweep and
@@ -34,6 +35,8 @@ def run_sweep(search: str, args: argparse.Namespace) -> None:
     command = [sys.executable, str(ROOT / "sweeps" / "grid.py"), "--datasets", "lastfm", "--backbones", args.backbones,
                "--search", search, "--num-samples", str(args.num_samples), "--epochs", str(args.epochs),
                "--storage-path", str(run_dir(search)), "--data-dir", args.data_dir, "--resume"]
+    if args.grace_period is not None:
+        command += ["--grace-period", str(args.grace_period)]
     print("$", " ".join(command), flush=True)
     code = subprocess.call(command, cwd=ROOT)
     if code not in (0, 3):  # 3: some cell incomplete (reported in the table)
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--searches", default="optuna,paper-grid")
     parser.add_argument("--num-samples", type=int, default=12, help="Optuna trials per soft-label method")
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--grace-period", type=int, default=None, help="ASHA grace period (grid.py's default: epochs // 4)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--tabulate-only", action="store_true", help="only read the run directories")
     args = parser.parse_args()

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage-path", default=None, help="run directory (default runs/sweep, --smoke runs/sweep-smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per student and teacher (default 100; --smoke 2)")
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 10)")
+    parser.add_argument("--grace-period", type=int, default=None,
+                        help="ASHA: epochs every trial runs before it can be stopped (default epochs // 4)")
     parser.add_argument("--data-dir", default=None, help="data directory (default $CSREC_DATA_DIR or ./data)")
     parser.add_argument("--address", default=None, help="join a running cluster (e.g. auto, or HOST:PORT)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)")
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.patience is not None:
         overrides["patience"] = args.patience
+    if args.grace_period is not None and args.grace_period < 1:
+        print(f"grid.py: --grace-period must be at least 1 epoch, got {args.grace_period}", file=sys.stderr)
+        return 2
     if args.smoke:
         overrides["synthetic"] = SyntheticConfig(**SMOKE_SYNTHETIC)
     for pair in args.set:
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name is None:
                 result = sweep.tune(dataset, backbone, method, num_samples=num_samples, search=args.search,
-                                    **run_kwargs, **common)
+                                    grace_period=args.grace_period, **run_kwargs, **common)
             else:  # a controlled grid: no early stopping, every point must reach its test report
                 result = sweep.tune(dataset, backbone, method, grid=ABLATIONS[name].grid(method), ablation=name,
                                     asha=False, **run_kwargs, **ablation_kwargs(method, name))

@@ -160,6 +160,8 @@ def test_grid_rejects_bad_ablation_arguments(tmp_path, capsys):
     run = ["--smoke", "--storage-path", str(tmp_path / "run")]
     assert main(run + ["--ablation", "teacher"]) == 2
     assert "unknown ablation teacher" in capsys.readouterr().err
+    assert main(run + ["--grace-period", "0"]) == 2
+    assert "--grace-period must be at least 1 epoch, got 0" in capsys.readouterr().err
     assert main(run + ["--ablation", "expectation", "--methods", "csrec-m,csrec-d"]) == 2
     assert "the expectation ablation sweeps csrec-t" in capsys.readouterr().err
     assert main(run + ["--ablation", "teachers", "--set", "num_teachers=3"]) == 2
