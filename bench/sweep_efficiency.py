@@ -36,10 +36,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -205,96 +203,12 @@ def driver(args) -> None:
     Path(args.driver_json).write_text(json.dumps(out, indent=1, default=str))
 
 
-# --- the local clusters -----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ours(marker: str) -> list[int]:
-    """Pids of processes whose command line names ``marker`` (the cluster's own temp dir)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
-class LocalCluster:
-    """``ray start --head`` (+ ``ray start --address`` for each further node), all with ``--block``.
-
-    Own temp dir (its path marks every process of this cluster), own port, token auth with a
-    token generated for this cluster only.  :meth:`stop` signals exactly the processes started here.
-    """
-
-    def __init__(self, n_nodes: int, total_cpus: int, object_store_mib: int):
-        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
-
-        if total_cpus < n_nodes:
-            raise ValueError(f"{total_cpus} CPUs cannot be split over {n_nodes} nodes")
-        self.cpus = [total_cpus // n_nodes + (1 if i < total_cpus % n_nodes else 0) for i in range(n_nodes)]
-        self.object_store = object_store_mib * 1024 * 1024
-        self.temp_dir = tempfile.mkdtemp(prefix="csrecse", dir="/tmp")  # short: Ray's socket paths are length-limited
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=generate_new_authentication_token(),
-                        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.env.pop("RAY_ADDRESS", None)
-        self.procs: list[subprocess.Popen] = []
-        self.log_path = Path(self.temp_dir) / "start.log"
-        self.log = None
-
-    def start(self) -> None:
-        self.log = open(self.log_path, "w")
-        common = ["--block", f"--object-store-memory={self.object_store}", "--disable-usage-stats"]
-        self.procs.append(subprocess.Popen(
-            ["ray", "start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", "--dashboard-port=0",
-             f"--num-cpus={self.cpus[0]}", *common],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + 120
-        while subprocess.run(["ray", "status", f"--address={self.address}"], env=self.env,
-                             capture_output=True).returncode:
-            if self.procs[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the head node did not start:\n" + self.log_path.read_text()[-3000:])
-            time.sleep(1)
-        for cpus in self.cpus[1:]:
-            self.procs.append(subprocess.Popen(
-                ["ray", "start", f"--address={self.address}", f"--num-cpus={cpus}", *common],
-                env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
-
-    def stop(self) -> list[int]:
-        """Stop this cluster's processes (workers first, then the head); returns any left over."""
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        time.sleep(1)
-        for pid in _ours(self.temp_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-        if self.log is not None:
-            self.log.close()
-        return _ours(self.temp_dir)
-
-
 def run_layout(args, n_nodes: int, stamp: str) -> dict:
     storage = RUNS / f"{stamp}-{n_nodes}node"
     storage.mkdir(parents=True, exist_ok=False)
     out_json = storage / "driver.json"
+    from csrec.sweep.runtime import LocalCluster
+
     cluster = LocalCluster(n_nodes, args.cpus, args.object_store_mib)
     leftover: list[int] = []
     load_before = os.getloadavg()[0]

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -138,3 +142,95 @@ class Clock:
                 clock.sections[name] = clock.sections.get(name, 0.0) + time.perf_counter() - self.started
 
         return _Section()
+
+
+# --- a real multi-node cluster on one machine (tests and bench/sweep_efficiency.py) ------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _processes_naming(marker: str) -> list[int]:
+    """Pids of processes whose command line names ``marker`` (a cluster's own temp dir)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+class LocalCluster:
+    """``ray start --head`` plus ``ray start --address`` for each further node, all with ``--block``.
+
+    Every node is a child of this process with its own session; the cluster has its own temp dir
+    (whose path marks each of its processes), its own port, and token authentication with a token
+    generated for it alone (a local ``ray.init()`` elsewhere makes ``ray start`` turn auth on
+    anyway, notes §3).  :meth:`stop` signals exactly the processes started here: ``ray stop``
+    would kill every Ray process of the user on the machine, other sweeps' included.
+    """
+
+    def __init__(self, n_nodes: int, total_cpus: int, object_store_mib: int = 200, start_timeout_s: float = 120):
+        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+
+        if n_nodes < 1 or total_cpus < n_nodes:
+            raise ValueError(f"{total_cpus} CPUs cannot be split over {n_nodes} nodes")
+        self.cpus = [total_cpus // n_nodes + (1 if i < total_cpus % n_nodes else 0) for i in range(n_nodes)]
+        self.object_store = object_store_mib * 1024 * 1024
+        self.start_timeout_s = start_timeout_s
+        self.temp_dir = tempfile.mkdtemp(prefix="csrecrc", dir="/tmp")  # short: Ray's socket paths are length-limited
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=generate_new_authentication_token(),
+                        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.env.pop("RAY_ADDRESS", None)
+        self.procs: list[subprocess.Popen] = []
+        self.log_path = Path(self.temp_dir) / "start.log"
+        self.log = None
+
+    def start(self) -> "LocalCluster":
+        """Start the head, wait until it answers ``ray status``, then start the other nodes (not awaited)."""
+        self.log = open(self.log_path, "w")
+        common = ["--block", f"--object-store-memory={self.object_store}", "--disable-usage-stats"]
+        self.procs.append(subprocess.Popen(
+            ["ray", "start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", "--dashboard-port=0",
+             f"--num-cpus={self.cpus[0]}", *common],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + self.start_timeout_s
+        while subprocess.run(["ray", "status", f"--address={self.address}"], env=self.env,
+                             capture_output=True).returncode:
+            if self.procs[0].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the head node did not start:\n" + self.log_path.read_text()[-3000:])
+            time.sleep(1)
+        for cpus in self.cpus[1:]:
+            self.procs.append(subprocess.Popen(
+                ["ray", "start", f"--address={self.address}", f"--num-cpus={cpus}", *common],
+                env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
+        return self
+
+    def stop(self) -> list[int]:
+        """Stop this cluster's processes (other nodes first, then the head); returns the pids left over."""
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        time.sleep(1)
+        for pid in _processes_naming(self.temp_dir):  # anything of this cluster still alive: end it, by pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+        if self.log is not None:
+            self.log.close()
+        return _processes_naming(self.temp_dir)

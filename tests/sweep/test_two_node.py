@@ -1,23 +1,16 @@
 """A real two-node Ray cluster on this machine: teachers are trained on both nodes.
 
 ``ray start --head`` plus ``ray start --address`` (one CPU each, a small object store each, own
-temp dir), token authentication on with a generated token for every process (the notes' §3: a
-local ``ray.init()`` elsewhere in the session makes ``ray start`` turn it on anyway).  Both run
-with ``--block`` as children of this test and are stopped by signalling exactly them; ``ray stop``
-is not used because it kills every Ray process of the user on the machine (the session's runtime
-and other people's clusters included).
+temp dir, token authentication), started and stopped by :class:`csrec.sweep.runtime.LocalCluster`,
+which signals exactly its own processes instead of ``ray stop``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,72 +34,17 @@ print("RESULT " + json.dumps({"records": report.records, "nodes": nodes, "summar
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ours(marker: str) -> list[int]:
-    """Pids of processes whose command line mentions ``marker`` (our temp dir)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
 @pytest.fixture
 def two_node_cluster():
-    from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+    from csrec.sweep.runtime import LocalCluster
 
-    temp_dir = tempfile.mkdtemp(prefix="csrec2n", dir="/tmp")  # short: Ray's socket paths are length-limited
-    port = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=generate_new_authentication_token())
-    env.pop("RAY_ADDRESS", None)
-    logs = open(Path(temp_dir) / "start.log", "w")
-    common = ["--block", "--num-cpus=1", f"--object-store-memory={200 * 1024 * 1024}", "--disable-usage-stats"]
-    head = subprocess.Popen(
-        ["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--dashboard-port=0", *common],
-        env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    procs = [head]
+    cluster = LocalCluster(n_nodes=2, total_cpus=2, object_store_mib=200, start_timeout_s=90)
     try:
-        address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while subprocess.run(["ray", "status", f"--address={address}"], env=env, capture_output=True).returncode:
-            assert head.poll() is None and time.monotonic() < deadline, (Path(temp_dir) / "start.log").read_text()
-            time.sleep(1)
-        worker = subprocess.Popen(
-            ["ray", "start", f"--address={address}", *common], env=env, stdout=logs, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(worker)
-        yield address, env, temp_dir
+        cluster.start()
+        yield cluster.address, cluster.env, cluster.temp_dir
     finally:
-        for proc in reversed(procs):  # worker first, then head; --block stops the node's processes
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(procs):
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        time.sleep(1)
-        for pid in _ours(temp_dir):  # anything of this cluster still alive: end it, by pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        logs.close()
-        leftover = _ours(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        leftover = cluster.stop()
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
         assert not leftover, f"processes of the test cluster left running: {leftover}"
 
 
