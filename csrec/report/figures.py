@@ -367,48 +367,44 @@ def _line_figure(run: Run, dataset: str, lines, param_label: str, name: str, tit
     return fig
 
 
-def teacher_count_figures(run: Run, out_dir: Path) -> list[FigureOut]:
-    """Fig. 6: the number of teachers m (CSRec-M, CSRec-D)."""
+def _one_parameter_figures(run: Run, out_dir: Path, *, key: str, ablation: str, methods: tuple[str, str],
+                           param: str, name: str, x_label: str, integer_x: bool, held: str, about: str) -> list[FigureOut]:
+    """Fig. 6 / Fig. 9: test metrics against one teacher parameter, a line per (backbone, method)."""
+    first, second = (method_label(m) for m in methods)
     outs = []
     for dataset in run.sweep_datasets():
-        title = f"Fig. 6 – {dataset_label(dataset)}: number of teachers m"
-        lines = _sweep_lines(run, dataset, ("csrec-m", "csrec-d"), "num_teachers", "teachers")
+        title = f"{key.replace('fig', 'Fig. ')} – {dataset_label(dataset)}: {name}"
+        lines = _sweep_lines(run, dataset, methods, param, ablation)
         if not lines:
-            outs.append(FigureOut("fig6", title, skipped=(
-                f"the run has no CSRec-M/CSRec-D trials on {dataset} with two or more values of m; "
-                + _needs(run, "teachers", dataset, run.sweep_backbones(dataset)))))
+            outs.append(FigureOut(key, title, skipped=(
+                f"the run has no {first}/{second} trials on {dataset} with two or more values of {name.split()[-1]}; "
+                + _needs(run, ablation, dataset, run.sweep_backbones(dataset)))))
             continue
-        fig = _line_figure(run, dataset, lines, "number of teachers m", "fig6", title, integer_x=True)
-        file = _save(fig, out_dir, f"fig6_teachers_{_slug(dataset)}.png")
-        source = _source_text({(b, m): src for b, m, _, _, src in lines}, "teachers", "β 0.5, T 3, p 0.8")
-        outs.append(FigureOut("fig6", title, file,
-                              f"Test Recall@10 and NDCG@10 (%) on {dataset_label(dataset)} as a function of the number "
-                              f"of teachers m; each point is the trial with that m that is best on validation."
-                              + source))
+        fig = _line_figure(run, dataset, lines, x_label, key, title, integer_x=integer_x)
+        file = _save(fig, out_dir, f"{key}_{ablation}_{_slug(dataset)}.png")
+        outs.append(FigureOut(key, title, file,
+                              f"Test Recall@10 and NDCG@10 (%) on {dataset_label(dataset)} as a function of {about}; "
+                              f"each point is the trial with that value that is best on validation."
+                              + _source_text({(b, m): src for b, m, _, _, src in lines}, ablation, held)))
     return outs
+
+
+def teacher_count_figures(run: Run, out_dir: Path) -> list[FigureOut]:
+    """Fig. 6: the number of teachers m (CSRec-M, CSRec-D)."""
+    return _one_parameter_figures(
+        run, out_dir, key="fig6", ablation="teachers", methods=("csrec-m", "csrec-d"), param="num_teachers",
+        name="number of teachers m", x_label="number of teachers m", integer_x=True, held="β 0.5, T 3, p 0.8",
+        about="the number of teachers m")
 
 
 def ratio_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     """Fig. 9: the sub-sampling ratio p (CSRec-D; CSRec-T's side teacher when it varies too)."""
-    outs = []
-    for dataset in run.sweep_datasets():
-        title = f"Fig. 9 – {dataset_label(dataset)}: sub-sampling ratio p"
-        lines = _sweep_lines(run, dataset, ("csrec-d", "csrec-t"), "subsample", "ratio")
-        if not lines:
-            outs.append(FigureOut("fig9", title, skipped=(
-                f"the run has no CSRec-D/CSRec-T trials on {dataset} with two or more values of p; "
-                + _needs(run, "ratio", dataset, run.sweep_backbones(dataset)))))
-            continue
-        fig = _line_figure(run, dataset, lines, "sub-sampling ratio p (fraction of training sub-sessions per teacher)",
-                           "fig9", title, integer_x=False)
-        file = _save(fig, out_dir, f"fig9_ratio_{_slug(dataset)}.png")
-        outs.append(FigureOut("fig9", title, file,
-                              f"Test Recall@10 and NDCG@10 (%) on {dataset_label(dataset)} as a function of the "
-                              f"sub-sampling ratio p of the teachers' training data (CSRec-D; CSRec-T's side teacher "
-                              f"where it varies); each point is the trial with that p that is best on validation."
-                              + _source_text({(b, m): src for b, m, _, _, src in lines}, "ratio",
-                                             "m 2, β 0.5, T 3, α 0.5")))
-    return outs
+    return _one_parameter_figures(
+        run, out_dir, key="fig9", ablation="ratio", methods=("csrec-d", "csrec-t"), param="subsample",
+        name="sub-sampling ratio p", x_label="sub-sampling ratio p (fraction of training sub-sessions per teacher)",
+        integer_x=False, held="m 2, β 0.5, T 3, α 0.5",
+        about="the sub-sampling ratio p of the teachers' training data (CSRec-D; CSRec-T's side teacher where it "
+              "varies)")
 
 
 def _axis(values: pd.Series, max_distinct: int, n_bins: int) -> tuple[np.ndarray, list[str]]:
