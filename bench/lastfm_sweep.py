@@ -6,7 +6,8 @@
 
 Runs ``sweeps/grid.py --datasets lastfm`` once per search into its own run directory
 (``runs/lastfm-<search>``, resumable: rerunning this script continues an interrupted sweep and
-reruns no finished trial), then reads each run's ``summary.json`` and writes
+reruns no finished trial; the searches share one teacher pool, so the paper grid reuses the
+teachers the Optuna sweep trained and each run counts only those it trained itself), then reads each run's ``summary.json`` and writes
 bench/results/lastfm_sweep.md: per cell the trials run, the teachers the cell trained, the best
 configuration chosen on validation NDCG@10 and its test Recall@10 / NDCG@10, beside the paper.
 """
@@ -37,6 +38,8 @@ def run_sweep(search: str, args: argparse.Namespace) -> None:
                "--storage-path", str(run_dir(search)), "--data-dir", args.data_dir, "--resume"]
     if args.grace_period is not None:
         command += ["--grace-period", str(args.grace_period)]
+    if args.teacher_pool:
+        command += ["--teacher-pool", args.teacher_pool]
     print("$", " ".join(command), flush=True)
     code = subprocess.call(command, cwd=ROOT)
     if code not in (0, 3):  # 3: some cell incomplete (reported in the table)
@@ -56,6 +59,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--grace-period", type=int, default=None, help="ASHA grace period (grid.py's default: epochs // 4)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--teacher-pool", default=str(run_dir("optuna") / "teachers"),
+                        help="one teacher pool for all the searches (default: the Optuna run's); '' for one per run")
     parser.add_argument("--tabulate-only", action="store_true", help="only read the run directories")
     args = parser.parse_args()
     rows, notes = [], []

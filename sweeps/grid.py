@@ -32,7 +32,9 @@ Writes into the run directory (``--storage-path``):
 * ``table.md`` — Table 3 layout with paired t-test marks (vs Base ``*``, vs SoftRec ``†``);
 * ``summary.json`` — per cell: trials run vs expected, teachers trained, best config and metrics
   (``ablations``: the same per ablation cell), and the command line of this invocation;
-* ``teachers/`` (the shared teacher pool) and one Tune experiment directory per cell.
+* ``teachers/`` (the teacher pool shared by the cells; ``--teacher-pool DIR`` puts it elsewhere, so
+  that several run directories train each distinct teacher once between them) and one Tune
+  experiment directory per cell.
 
 A killed or interrupted run continues with ``--resume`` (same ``--storage-path``): finished
 trials are not rerun, teachers are reused and the Optuna searcher state is restored.
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 10)")
     parser.add_argument("--grace-period", type=int, default=None,
                         help="ASHA: epochs every trial runs before it can be stopped (default epochs // 4)")
+    parser.add_argument("--teacher-pool", default=None, metavar="DIR",
+                        help="teacher pool shared with other run directories (default: STORAGE_PATH/teachers)")
     parser.add_argument("--data-dir", default=None, help="data directory (default $CSREC_DATA_DIR or ./data)")
     parser.add_argument("--address", default=None, help="join a running cluster (e.g. auto, or HOST:PORT)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)")
@@ -191,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     import csrec.sweep as sweep
     from csrec.sweep.report import write_outputs
     from csrec.sweep.space import PARAMS
-    from csrec.sweep.tuner import base_config, known_configs
+    from csrec.sweep.tuner import base_config, known_configs, teacher_pool_dir
 
     init_s = sweep.init_ray(address=args.address, num_cpus=args.num_cpus)
+    pool_dir, shared_pool = teacher_pool_dir(run_dir, args.teacher_pool)
     resources = sweep.Resources(
         trial_cpus=args.cpus_per_trial, trial_gpus=args.gpus_per_trial, teacher_workers=args.teacher_workers,
         max_concurrent_trials=args.max_concurrent,
@@ -231,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         known += known_configs(base_config(dataset, backbone, method, **kwargs), "grid", "auto", fixed,
                                ABLATIONS[name].grid(method))
     if known:
-        teacher_report = sweep.train_teachers(known, run_dir / "teachers", resources,
-                                              sweep="ablation" if extra_cells and not cells else "grid",
+        prebuild = "ablation" if extra_cells and not cells else "grid"
+        teacher_report = sweep.train_teachers(known, pool_dir, resources,
+                                              sweep=f"{run_dir}:{prebuild}" if shared_pool else prebuild,
                                               storage_path=run_dir)
 
     results, ablation_results, failures = [], [], []
@@ -240,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (dataset, backbone, method, name) in enumerate(todo, 1):
         label = f"{dataset} / {backbone} / {method}" + (f" / ablation {name}" if name else "")
         print(f"[grid] cell {i}/{len(todo)}: {label}", flush=True)
-        run_kwargs = dict(resources=resources, storage_path=run_dir, resume="auto" if args.resume else False,
+        run_kwargs = dict(resources=resources, storage_path=run_dir, teacher_pool=pool_dir,
+                          resume="auto" if args.resume else False,
                           max_failures=args.max_failures, verbose=args.verbose)
         try:
             if name is None:
@@ -261,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     wall = time.perf_counter() - started
-    trained = [r for r in sweep.read_teacher_records(run_dir / "teachers") if r.get("trained")]
+    # A shared pool holds other runs' teachers too: count the ones this run's labels trained.
+    trained = [r for r in sweep.read_teacher_records(pool_dir) if r.get("trained")
+               and (not shared_pool or str(r.get("sweep", "")).startswith(f"{run_dir}:"))]
     n_trials = sum(r.trials_run for r in results + ablation_results)
     # Cells of earlier invocations on this run directory that this one did not rerun are kept.
     kept_main, kept_rows, kept_ablations = _previous_outputs(
@@ -269,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         {(r.dataset, r.backbone, r.method, r.ablation) for r in ablation_results})
     extra = {
         "argv": argv, "command": command,
-        "wall_s": wall, "trials": n_trials, "teachers_trained": len(trained), "failed_cells": failures,
+        "wall_s": wall, "trials": n_trials, "teachers_trained": len(trained), "teacher_pool": pool_dir,
+        "failed_cells": failures,
         "teacher_launch_overhead_s": None if teacher_report is None else teacher_report.launch_overheads,
         "ablations": kept_ablations + [_ablation_summary(r) for r in ablation_results],
     }

@@ -223,6 +223,7 @@ def tune(
     fault=None,
     grid: dict | None = None,
     ablation: str | None = None,
+    teacher_pool: str | os.PathLike | None = None,
     **overrides,
 ) -> SweepResult:
     """Search one (dataset, backbone, method) cell; see the module docstring.
@@ -236,7 +237,9 @@ def tune(
     ``grid``: ``{param: [values]}``, a grid search over exactly those values instead of ``search``
     (a parameter may not be both in ``grid`` and an override).  ``ablation``: the name of the
     ablation the cell belongs to (experiment ``<dataset>-<backbone>-<method>-ablation-<name>``,
-    an ``ablation`` column in the trials); see the module docstring.
+    an ``ablation`` column in the trials); see the module docstring.  ``teacher_pool``: the
+    directory of the teacher pool (default ``<storage_path>/teachers``); several run directories
+    given the same pool train each distinct teacher once between them.
     """
     clock = Clock()
     total_started = time.perf_counter()
@@ -253,9 +256,11 @@ def tune(
         grid = check_grid(grid, fixed)
         search = "grid"
     storage = Path(storage_path).resolve()
-    pool_dir = str(storage / "teachers")
+    pool_dir, shared_pool = teacher_pool_dir(storage, teacher_pool)
     name = name or _experiment_name(dataset, backbone, method, search, grid, ablation)
     exp_path = storage / name
+    # A pool shared by several run directories tells their teachers apart by the run in the label.
+    label = f"{storage}:{name}" if shared_pool else name
 
     with clock.time("data_s"):
         data = load_dataset(base.data)
@@ -268,7 +273,7 @@ def tune(
     stores: dict = {}
     if known:
         with clock.time("teachers_s"):
-            teacher_report = train_teachers(known, pool_dir, resources, sweep=name, storage_path=storage,
+            teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
                                             data_refs={data.fingerprint: data_ref}, verbose=verbose > 0)
         # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
         buildable = [c for c in known if not (c.method.name == "csrec-t" and search == "optuna")]
@@ -276,7 +281,7 @@ def tune(
             stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
                                      num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
 
-    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=name, trial_cpus=resources.trial_cpus, fault=fault)
+    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=label, trial_cpus=resources.trial_cpus, fault=fault)
     trial_resources = {"cpu": resources.trial_cpus}
     if resources.trial_gpus:
         trial_resources["gpu"] = resources.trial_gpus
@@ -307,7 +312,7 @@ def tune(
     frame = trials_frame(fitted, exp_path, **labels)
     best = select_best(frame)
     chosen = list(grid) if grid is not None else list(method_params(method, fixed))
-    records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == name and r.get("trained")]
+    records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == label and r.get("trained")]
     finished = frame["status"].isin(["completed", "stopped", "error"]).all() if len(frame) else False
     clock.sections["total_s"] = time.perf_counter() - total_started
     result = SweepResult(
@@ -323,6 +328,19 @@ def tune(
     if verbose:
         print(f"[csrec.sweep] {result.summary()}", flush=True)
     return result
+
+
+def teacher_pool_dir(storage: Path, teacher_pool: str | os.PathLike | None) -> tuple[str, bool]:
+    """(the teacher pool's directory, whether it lies outside the run directory and may be shared).
+
+    Default: ``<storage>/teachers``.  A pool given elsewhere lets several run directories (say an
+    Optuna sweep and the paper grid of the same cells) train each distinct teacher once between them.
+    """
+    own = storage / "teachers"
+    if teacher_pool is None:
+        return str(own), False
+    pool = Path(teacher_pool).expanduser().resolve()
+    return str(pool), pool != own
 
 
 def _experiment_name(dataset, backbone, method, search, grid, ablation) -> str:

@@ -57,3 +57,20 @@ def test_torchtrainer_route_trains_a_data_parallel_teacher_once(ray_session, tin
           f"training {record['seconds']:.1f}s, fit() {record['fit_s']:.1f}s")
     again = sweep.train_teachers([config], pool_dir, resources, storage_path=tmp_path, sweep="ddp")
     assert len(again.trained) == 0 and again.wall_s < 5  # pooled: no trainer is even started
+
+
+def test_run_directories_sharing_a_teacher_pool_train_each_teacher_once(ray_session, tiny, tmp_path):
+    """Two runs (say Optuna, then the paper grid) with one --teacher-pool: the second trains none."""
+    pool = tmp_path / "pool"
+    kwargs = dict(search="paper-grid", teacher_pool=pool, asha=False, verbose=0, **dict(tiny, epochs=1))
+    first = sweep.tune("synthetic", "gru4rec", "csrec-m", storage_path=tmp_path / "run-a", beta=0.5,
+                       temperature=3.0, **kwargs)
+    second = sweep.tune("synthetic", "gru4rec", "csrec-m", storage_path=tmp_path / "run-b", beta=0.25,
+                        temperature=3.0, **kwargs)
+    assert first.complete and second.complete
+    assert first.teachers_trained == 2 and second.teachers_trained == 0
+    assert len(list(pool.glob("teacher-*.pt"))) == 2
+    assert not (tmp_path / "run-a" / "teachers").exists() and not (tmp_path / "run-b" / "teachers").exists()
+    # The records say which run trained them, so a shared pool's counts stay per run.
+    labels = {r["sweep"] for r in sweep.read_teacher_records(pool)}
+    assert labels == {f"{(tmp_path / 'run-a').resolve()}:synthetic-gru4rec-csrec-m-paper-grid"}

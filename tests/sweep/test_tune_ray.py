@@ -111,3 +111,16 @@ def test_existing_experiment_needs_resume(ray_session, tiny, tmp_path):
     assert again.trials["trial_id"].tolist() == first.trials["trial_id"].tolist()
     attempts = (Path(first.best_trial_path) / "attempts.log").read_text().splitlines()
     assert len(attempts) == 1
+
+
+def test_grid_runs_sharing_a_teacher_pool_count_their_own_teachers(ray_session, tmp_path):
+    pool = tmp_path / "pool"
+    common = ["--smoke", "--backbones", "gru4rec", "--methods", "csrec-m", "--search", "paper-grid", "--set",
+              "beta=0.5", "--set", "temperature=3", "--epochs", "1", "--teacher-pool", str(pool), "--verbose", "0"]
+    main = _grid_main()
+    assert main(common + ["--storage-path", str(tmp_path / "a")]) == 0
+    assert main(common + ["--storage-path", str(tmp_path / "b")]) == 0
+    first, second = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("a", "b"))
+    assert first["teachers_trained"] == 2 and second["teachers_trained"] == 0  # b reused a's teachers
+    assert first["teacher_pool"] == second["teacher_pool"] == str(pool.resolve())
+    assert len(list(pool.glob("teacher-*.pt"))) == 2
