@@ -1,6 +1,7 @@
 """The paper's tables and figures from a finished sweep, and the robustness curve on synthetic data.
 
     python sweeps/report.py RUN_DIR [--data-dir DIR] [--with OTHER_RUN_DIR ...] [--out DIR]
+                            [--robustness-dir DIR]
     python sweeps/report.py --robustness OUT_DIR [--noise 0,0.1,0.2,0.4] [--epochs N] [--backbone B]
                             [--methods base,softrec,csrec-m,csrec-d,csrec-t] [--synthetic KEY=VALUE ...]
                             [--set KEY=VALUE ...]
@@ -11,7 +12,7 @@ the run's ``sweeps/grid.py --ablation`` trials (teachers, temperature, ratio, ex
 has them; a figure without data is skipped with the ``--ablation`` command that would produce it.
 ``--with`` adds the trials of other run directories to the hyperparameter figures only.  The second form fits every method at every injected noise rate on synthetic
 data (plain loop, no Ray; resumable) and writes robustness.csv/.md/.png into OUT_DIR; a report of
-RUN_DIR includes ``RUN_DIR/robustness`` when it exists.
+RUN_DIR includes ``RUN_DIR/robustness`` when it exists (or the one given by ``--robustness-dir``).
 Exit status: 0 on success, 2 on bad arguments or an unreadable run directory.
 """
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with", dest="extra", action="append", default=[], metavar="RUN_DIR",
                         help="another run directory whose trials join the hyperparameter figures (repeatable)")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR/report)")
+    parser.add_argument("--robustness-dir", default=None, metavar="DIR",
+                        help="a --robustness OUT_DIR to include (default: RUN_DIR/robustness when it exists)")
     group = parser.add_argument_group("robustness curve")
     group.add_argument("--robustness", metavar="OUT_DIR", default=None, help="run the robustness fits into OUT_DIR")
     group.add_argument("--noise", default="0,0.1,0.2,0.4", help="comma list of injected noise rates in [0, 1)")
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from csrec.report import report
 
     try:
-        path = report(args.run_dir, data_dir=args.data_dir, out_dir=args.out, extra_runs=args.extra, log=print)
+        path = report(args.run_dir, data_dir=args.data_dir, out_dir=args.out, extra_runs=args.extra,
+                      robustness_dir=args.robustness_dir, log=print)
     except CSRecError as exc:
         print(f"report.py: error: {exc}", file=sys.stderr)
         return 2

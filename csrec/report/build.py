@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from csrec.errors import CSRecError
 from csrec.report import figures as F
 from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
@@ -99,6 +100,9 @@ def _robustness_section(run: Run, out: Path, robustness_dir) -> tuple[str, str] 
     directory = Path(robustness_dir) if robustness_dir is not None else run.path / "robustness"
     csv = directory / ROBUSTNESS_CSV
     if not csv.is_file():
+        if robustness_dir is not None:
+            raise CSRecError(f"{csv} not found: give --robustness-dir the OUT_DIR of a finished "
+                             f"`python sweeps/report.py --robustness OUT_DIR` run")
         return None
     frame = pd.read_csv(csv)
     if not len(frame):

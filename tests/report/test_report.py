@@ -271,7 +271,7 @@ def test_length_buckets_cover_every_sequence():
 
 
 # --- robustness -------------------------------------------------------------------------------------------
-def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run):
+def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run, capsys):
     out = tmp_path / "robust"
     argv = ["--robustness", str(out), "--noise", "0,0.3", "--epochs", "1",
             "--synthetic", "n_users=60", "--synthetic", "n_items=30", "--synthetic", "n_clusters=3",
@@ -293,8 +293,13 @@ def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run):
                    batch_size=256, log=lines.append)
     assert len(lines) == 10 and all("already done" in line for line in lines)
     # A report includes a robustness directory.
-    path = report(fake_run, out_dir=tmp_path / "rep", robustness_dir=out)
+    assert _cli().main([str(fake_run), "--out", str(tmp_path / "rep"), "--robustness-dir", str(out)]) == 0
+    path = tmp_path / "rep" / "report.md"
     text = path.read_text()
     assert "![robustness curve](robustness/robustness.png)" in text
     assert _png_ok(tmp_path / "rep" / "robustness" / "robustness.png")
     assert _cli().main(["--robustness", str(out), "--noise", "0,1.5"]) == 2
+    # A --robustness-dir without a finished robustness run is an error naming the file.
+    capsys.readouterr()
+    assert _cli().main([str(fake_run), "--out", str(tmp_path / "rep2"), "--robustness-dir", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'robustness.csv'} not found" in capsys.readouterr().err
