@@ -2,6 +2,7 @@
 
     python bench/lastfm_methods.py [--backbones gru4rec,sasrec] [--methods base,...] [--seeds 3]
                                    [--beta 0.5] [--temperature 3] [--rerun]
+                                   [--model KEY=VALUE ...] [--patience 10] [--tag NAME]
 
 Base and CSRec-M run with several seeds (mean ± std); seed index i trains the student with seed
 2022 + i and CSRec-M's teachers with seeds 1000 + 10·i + k.  SoftRec, CSRec-D and CSRec-T run
@@ -11,6 +12,10 @@ Each run's result is kept as bench/results/runs/lastfm-<backbone>-<method>-seed<
 whose JSON exists with the same β, T and α is read back instead of rerun (``--rerun`` forces it),
 so the script can be resumed and invoked per backbone.  The table in
 bench/results/lastfm_methods.md covers every backbone with runs on disk at this setting.
+
+A variant of the defaults (``--model dropout=0.2``, ``--patience 20``) needs a ``--tag``: its runs
+are kept as lastfm-<backbone>-<method>-<tag>-seed<seed>.json and tabulated into
+bench/results/lastfm_methods_<tag>.md, beside (never mixed with) the default setting's.
 """
 
 
@@ -45,15 +50,32 @@ PAPER = {backbone: dict(zip(METHODS, rows)) for backbone, rows in _TABLE3.items(
 MULTI_SEED = ("base", "csrec-m")
 
 
-def run_path(backbone: str, method: str, seed: int) -> Path:
-    return RESULTS / "runs" / f"lastfm-{backbone}-{method}-seed{seed}.json"
+def run_path(backbone: str, method: str, seed: int, tag: str = "") -> Path:
+    return RESULTS / "runs" / f"lastfm-{backbone}-{method}{'-' + tag if tag else ''}-seed{seed}.json"
 
 
 def same_setting(saved: dict, args: argparse.Namespace) -> bool:
     method = saved["config"]["method"]
+    if saved["config"]["train"]["patience"] != args.patience:
+        return False
+    if any(saved["config"]["model"].get(k) != v for k, v in args.model.items()):
+        return False
     return (method["name"] == "base" or
             (abs(method["beta"] - args.beta) < 1e-9 and abs(method["temperature"] - args.temperature) < 1e-9
              and abs(method["alpha"] - args.alpha) < 1e-9))
+
+
+def _model_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"lastfm_methods.py: --model expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def load_run(path: Path, args: argparse.Namespace) -> dict | None:
@@ -76,13 +98,20 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON is already on disk")
     parser.add_argument("--tabulate-only", action="store_true", help="run nothing; rebuild the table from the runs on disk")
     parser.add_argument("--pool", default=str(RESULTS / "runs" / "teacher-pool"))
+    parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                        help="backbone hyperparameter for every run (repeatable; needs --tag)")
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--tag", default="", help="name of a variant setting (its own run files and table)")
     args = parser.parse_args()
+    args.model = _model_overrides(args.model)
+    if (args.model or args.patience != 10) and not args.tag:
+        raise SystemExit("lastfm_methods.py: --model / --patience other than the defaults need a --tag")
     pool = TeacherPool(args.pool)
     data = None
     for backbone in [] if args.tabulate_only else args.backbones.split(","):
         for method in args.methods.split(","):
             for i in range(args.seeds if method in MULTI_SEED else 1):
-                path = run_path(backbone, method, 2022 + i)
+                path = run_path(backbone, method, 2022 + i, args.tag)
                 if not args.rerun and load_run(path, args) is not None:
                     print(f"{path.name}: on disk, not rerun", flush=True)
                     continue
@@ -91,7 +120,7 @@ def main() -> None:
                 config = csrec.make_config(
                     "lastfm", backbone, method, data_dir=args.data_dir, epochs=args.epochs, seed=2022 + i,
                     beta=args.beta, temperature=args.temperature, alpha=args.alpha, teacher_seed=1000 + 10 * i,
-                    progress=False,
+                    patience=args.patience, model=args.model or None, progress=False,
                 )
                 result = csrec.fit(config=config, data=data, pool=pool)
                 result.save(path)
@@ -107,7 +136,7 @@ def write_table(args: argparse.Namespace) -> None:
         for method in METHODS:
             runs = []
             for i in range(64):
-                saved = load_run(run_path(backbone, method, 2022 + i), args)
+                saved = load_run(run_path(backbone, method, 2022 + i, args.tag), args)
                 if saved is None:
                     break
                 runs.append(saved)
@@ -128,13 +157,18 @@ def write_table(args: argparse.Namespace) -> None:
     body = markdown_table(["backbone", "method", "seeds", "Recall@10 %", "NDCG@10 %", "paper Recall@10",
                            "paper NDCG@10", "teachers' own test Recall@10 %", "student s per train epoch",
                            "wall s per run (teachers trained in it incl.)"], rows)
-    body += (f"\n\nSetting: β = {args.beta}, T = {args.temperature}, α = {args.alpha}, m = 2, p = 0.8, "
+    variant = "".join(f", {k} = {v}" for k, v in args.model.items())
+    body += (f"\n\nSetting: β = {args.beta}, T = {args.temperature}, α = {args.alpha}, m = 2, p = 0.8{variant}, "
              "logit-mean ensemble, KL(r ‖ P_f) as the authors' code, factored soft-label store; "
-             "lr 3e-3, 64 sub-sessions per batch, early stopping (patience 10) on validation NDCG@10. "
+             f"lr 3e-3, 64 sub-sessions per batch, early stopping (patience {args.patience}) on validation NDCG@10. "
              "Seed i: student seed 2022 + i, CSRec-M teachers 1000 + 10·i + k. "
              "Teachers come from one pool: a run reuses teachers an earlier run trained, so wall time "
              "counts only the teachers trained in that run.")
-    write_result("lastfm_methods", "Last.FM, Base / SoftRec / CSRec-M/D/T students vs the paper's Table 3", body)
+    title = "Last.FM, Base / SoftRec / CSRec-M/D/T students vs the paper's Table 3"
+    if args.tag:
+        write_result(f"lastfm_methods_{args.tag}", f"{title} (variant {args.tag})", body)
+    else:
+        write_result("lastfm_methods", title, body)
 
 
 if __name__ == "__main__":
