@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
 from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # noqa: E402
+from csrec.cli import parse_key_values  # noqa: E402
+from csrec.errors import CSRecError  # noqa: E402
 from csrec.methods import TeacherPool  # noqa: E402
 from csrec.methods.run import run_method  # noqa: E402,F401
 
@@ -66,16 +68,10 @@ def same_setting(saved: dict, args: argparse.Namespace) -> bool:
 
 
 def _model_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"lastfm_methods.py: --model expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    try:
+        return parse_key_values(pairs, "--model")
+    except CSRecError as exc:
+        raise SystemExit(f"lastfm_methods.py: {exc}") from None
 
 
 def load_run(path: Path, args: argparse.Namespace) -> dict | None:

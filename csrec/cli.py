@@ -43,16 +43,22 @@ def _float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _parse_model_overrides(pairs: list[str]) -> dict:
+def parse_key_values(pairs: list[str] | None, flag: str) -> dict:
+    """``["dropout=0.2", "ensemble-weights=[0.1, 0.9]", "name=x"]`` → ``{"dropout": 0.2, ...}``.
+
+    Values are read as JSON when they parse (numbers, booleans, lists), else kept as strings;
+    dashes in keys become underscores, as in the dataclass fields they set.  Shared by every
+    ``KEY=VALUE`` flag of the command-line tools (``--model``, ``--set``, ``--synthetic``).
+    """
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise CSRecError(f"--model expects key=value, got {pair!r}")
+        if not sep or not key.strip():
+            raise CSRecError(f"{flag} expects key=value, got {pair!r}")
         try:
-            out[key] = json.loads(value)
+            out[key.strip().replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            out[key.strip().replace("-", "_")] = value
     return out
 
 
@@ -105,7 +111,7 @@ def _fit(args) -> int:
     kwargs = {}
     for cls in (DataConfig, TrainConfig, MethodConfig):
         kwargs.update(_collect(args, cls, ("name",)))
-    config = make_config(args.dataset, args.backbone, args.method, model=_parse_model_overrides(args.model) or None, **kwargs)
+    config = make_config(args.dataset, args.backbone, args.method, model=parse_key_values(args.model, "--model") or None, **kwargs)
     data = load_dataset(config.data)
     print(format_stats(data.stats()), file=sys.stderr)
     result = fit(config=config, data=data)

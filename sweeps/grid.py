@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = _split(args.datasets or ("synthetic" if args.smoke else "all"), dataset_names(), "dataset")
     backbones = _split(args.backbones or (",".join(SMOKE_BACKBONES) if args.smoke else "all"), backbone_names(), "backbone")
     methods = _split(args.methods, list(METHODS), "method")
+    from csrec.cli import parse_key_values
+    from csrec.errors import CSRecError
     from csrec.sweep.space import ABLATIONS, parse_ablations
 
     try:
@@ -158,14 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.smoke:
         overrides["synthetic"] = SyntheticConfig(**SMOKE_SYNTHETIC)
-    for pair in args.set:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"grid.py: --set expects KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip().replace("-", "_")] = value
+    try:
+        overrides.update(parse_key_values(args.set, "--set"))
+    except CSRecError as exc:
+        raise SystemExit(f"grid.py: {exc}") from None
     for name in ablations:
         clash = [k for m in ABLATIONS[name].methods for k in ABLATIONS[name].grid(m) if k in overrides]
         if clash:

@@ -19,22 +19,18 @@ Exit status: 0 on success, 2 on bad arguments or an unreadable run directory.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 
 def _pairs(values: list[str], what: str) -> dict:
-    out = {}
-    for pair in values:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"report.py: {what} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
+    from csrec.cli import parse_key_values
+    from csrec.errors import CSRecError
+
+    try:
+        return parse_key_values(values, what)
+    except CSRecError as exc:
+        raise SystemExit(f"report.py: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,3 +102,17 @@ def test_ensemble_weights_flag_parses_a_comma_list(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fit", "--ensemble-weights", "0.1,x"])
     assert "comma-separated numbers" in capsys.readouterr().err
+
+
+def test_parse_key_values_reads_json_or_strings_and_names_the_flag():
+    from csrec.cli import parse_key_values
+    from csrec.errors import CSRecError
+
+    parsed = parse_key_values(["dropout=0.2", "ensemble-weights=[0.1, 0.9]", "windowing=authors",
+                               "expectation_term=false", " num_teachers = 3"], "--set")
+    assert parsed == {"dropout": 0.2, "ensemble_weights": [0.1, 0.9], "windowing": "authors",
+                      "expectation_term": False, "num_teachers": 3}
+    assert parse_key_values(None, "--model") == {}
+    for bad in ("dropout", "=0.2"):
+        with pytest.raises(CSRecError, match=f"--model expects key=value, got '{bad}'"):
+            parse_key_values([bad], "--model")
