@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     import csrec.sweep as sweep
     from csrec.sweep.report import write_outputs
     from csrec.sweep.space import PARAMS
-    from csrec.sweep.tuner import base_config, known_configs, teacher_pool_dir
+    from csrec.sweep.tuner import base_config, known_configs, teacher_label, teacher_pool_dir, trained_by_run
 
     init_s = sweep.init_ray(address=args.address, num_cpus=args.num_cpus)
     pool_dir, shared_pool = teacher_pool_dir(run_dir, args.teacher_pool)
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if known:
         prebuild = "ablation" if extra_cells and not cells else "grid"
         teacher_report = sweep.train_teachers(known, pool_dir, resources,
-                                              sweep=f"{run_dir}:{prebuild}" if shared_pool else prebuild,
+                                              sweep=teacher_label(run_dir, prebuild, shared_pool),
                                               storage_path=run_dir)
 
     results, ablation_results, failures = [], [], []
@@ -266,9 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     wall = time.perf_counter() - started
-    # A shared pool holds other runs' teachers too: count the ones this run's labels trained.
-    trained = [r for r in sweep.read_teacher_records(pool_dir) if r.get("trained")
-               and (not shared_pool or str(r.get("sweep", "")).startswith(f"{run_dir}:"))]
+    # A shared pool holds other runs' teachers too: count the ones this run trained.
+    trained = trained_by_run(sweep.read_teacher_records(pool_dir), run_dir, shared_pool)
     n_trials = sum(r.trials_run for r in results + ablation_results)
     # Cells of earlier invocations on this run directory that this one did not rerun are kept.
     kept_main, kept_rows, kept_ablations = _previous_outputs(

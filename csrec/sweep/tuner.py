@@ -259,8 +259,7 @@ def tune(
     pool_dir, shared_pool = teacher_pool_dir(storage, teacher_pool)
     name = name or _experiment_name(dataset, backbone, method, search, grid, ablation)
     exp_path = storage / name
-    # A pool shared by several run directories tells their teachers apart by the run in the label.
-    label = f"{storage}:{name}" if shared_pool else name
+    label = teacher_label(storage, name, shared_pool)
 
     with clock.time("data_s"):
         data = load_dataset(base.data)
@@ -341,6 +340,20 @@ def teacher_pool_dir(storage: Path, teacher_pool: str | os.PathLike | None) -> t
         return str(own), False
     pool = Path(teacher_pool).expanduser().resolve()
     return str(pool), pool != own
+
+
+def teacher_label(storage: Path, name: str, shared_pool: bool) -> str:
+    """The ``sweep`` label of the teachers a cell (or a run's pre-build step) trains.
+
+    A pool shared by several run directories tells their teachers apart by the run in the label.
+    """
+    return f"{Path(storage).resolve()}:{name}" if shared_pool else name
+
+
+def trained_by_run(records: list[dict], storage: Path, shared_pool: bool) -> list[dict]:
+    """The records of the teachers that the run in ``storage`` trained itself (its own pool: all)."""
+    prefix = teacher_label(storage, "", shared_pool)
+    return [r for r in records if r.get("trained") and str(r.get("sweep", "")).startswith(prefix)]
 
 
 def _experiment_name(dataset, backbone, method, search, grid, ablation) -> str:
