@@ -46,6 +46,21 @@ def run_sweep(search: str, args: argparse.Namespace) -> None:
         raise SystemExit(f"grid.py exited with {code}")
 
 
+def trial_effort(path: Path) -> dict[tuple[str, str], tuple[int, float]]:
+    """(backbone, method) → (epochs run, seconds) summed over the run's trials (``results.parquet``).
+
+    A trial's seconds include the teachers it trained and its soft-label store build.
+    """
+    results = path / "results.parquet"
+    if not results.is_file():
+        return {}
+    import pandas as pd
+
+    frame = pd.read_parquet(results, columns=["backbone", "method", "epochs_run", "time_total_s"])
+    grouped = frame.groupby(["backbone", "method"]).agg(epochs=("epochs_run", "sum"), seconds=("time_total_s", "sum"))
+    return {key: (int(row.epochs), float(row.seconds)) for key, row in grouped.iterrows()}
+
+
 def describe(config: dict) -> str:
     # Optuna's categorical m comes back as a string.
     return ", ".join(f"{SHORT[k]} {float(config[k]):.3g}" for k in SEARCHED if config.get(k) is not None) or "—"
@@ -72,9 +87,16 @@ def main() -> None:
             notes.append(f"{search}: no summary in {path.parent.relative_to(ROOT)} (not run yet)")
             continue
         summary = json.loads(path.read_text())
-        notes.append(f"{search}: {summary.get('trials')} trials, {summary.get('teachers_trained')} teachers trained, "
-                     f"{summary.get('wall_s', 0):.0f} s sweep wall time ({path.parent.relative_to(ROOT)})")
-        for cell in summary["cells"]:
+        effort = trial_effort(path.parent)
+        cells = summary["cells"]
+        # Summed over cells, not the last invocation's totals: a resumed sweep restores finished
+        # cells in a fraction of a second, so its own wall time and counts say little.
+        notes.append(f"{search}: {sum(c['trials_run'] for c in cells)} trials, "
+                     f"{sum(int(c.get('teachers_trained') or 0) for c in cells)} teachers trained, "
+                     f"{sum(e[0] for e in effort.values()):,} student epochs, "
+                     f"{sum(e[1] for e in effort.values()) / 3600:.1f} h of trial time "
+                     f"({path.parent.relative_to(ROOT)}; the last invocation took {summary.get('wall_s', 0):.0f} s)")
+        for cell in cells:
             paper = PAPER.get(cell["backbone"], {}).get(cell["method"])
             test, valid = cell.get("best_test") or {}, cell.get("best_valid") or {}
             pct = lambda d, k: f"{100 * d[k]:.2f}" if k in d else "–"  # noqa: E731
@@ -82,15 +104,18 @@ def main() -> None:
                 search, cell["backbone"], cell["method"], f"{cell['trials_run']} / {cell['trials_expected']}",
                 cell.get("teachers_trained", ""), describe(cell.get("best_config") or {}), pct(valid, "ndcg@10"),
                 pct(test, "recall@10"), pct(test, "ndcg@10"),
+                *(lambda e: (f"{e[0]:,}", f"{e[1] / 60:.0f}"))(effort.get((cell["backbone"], cell["method"]), (0, 0.0))),
                 "" if paper is None else paper[0], "" if paper is None else paper[1],
             ])
     body = markdown_table(["search", "backbone", "method", "trials run / expected", "teachers trained in the cell",
                            "best config (on validation)", "valid NDCG@10 %", "test Recall@10 %", "test NDCG@10 %",
+                           "student epochs", "trial time (min)",
                            "paper Recall@10", "paper NDCG@10"], rows)
     body += "\n\n" + "\n".join(f"- {n}" for n in notes)
     body += ("\n\nEach cell's best trial is chosen on validation NDCG@10 only; its test metrics come from its best "
-             "epoch. Teachers live in one pool per run directory, so a cell counts only the teachers it trained "
-             "itself (later cells reuse earlier cells' teachers).")
+             "epoch. The searches share one teacher pool, so a cell counts only the teachers it trained itself "
+             "(later cells and searches reuse earlier ones' teachers). Student epochs and trial time are summed "
+             "over the cell's trials; a trial's time includes the teachers it trained and its soft-label store.")
     write_result("lastfm_sweep", "Last.FM sweeps on Ray vs the paper's Table 3", body)
 
 
