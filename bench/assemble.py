@@ -15,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
 
+from csrec.atomic import write_atomic  # noqa: E402
+
 
 def main() -> None:
     template = (ROOT / "bench" / "BENCHMARKS.template.md").read_text()
@@ -26,7 +28,7 @@ def main() -> None:
         return f"_Not run yet (bench/results/{match.group(1)}.md is missing; see the bench script named above)._"
 
     text = re.sub(r"\{\{(\w+)\}\}", include, template)
-    (ROOT / "BENCHMARKS.md").write_text(text)
+    write_atomic(ROOT / "BENCHMARKS.md", text)
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 
 

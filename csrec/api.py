@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from csrec.atomic import atomic_path, write_atomic
 from csrec.data.dataset import DataConfig, SequenceData, load_dataset
 from csrec.errors import ConfigError
 from csrec.evaluation import EvalResult, evaluate
@@ -86,15 +86,12 @@ class FitResult:
         """Write the result JSON and, beside it, the per-sequence test ranks (``.npz``), atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(self.to_dict(), indent=2, default=_jsonable).encode())
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, default=_jsonable))
         arrays = {"test_ranks": self.test.ranks, "test_positive": self.test.positive, "valid_ranks": self.valid.ranks}
         if self.test.true_ranks is not None:
             arrays["test_true_ranks"] = self.test.true_ranks
-        npz = path.with_suffix(".npz")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, npz)
+        with atomic_path(path.with_suffix(".npz")) as tmp:
+            np.savez_compressed(tmp, **arrays)
         return path
 
 
@@ -206,17 +203,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _jsonable(value):

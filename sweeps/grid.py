@@ -293,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 # --- outputs across invocations -------------------------------------------------------------------
 def _write_run_json(run_dir: Path, entry: dict, resume: bool) -> None:
     """run.json: this invocation, and (resumed) the earlier ones under ``previous``."""
+    from csrec.atomic import write_atomic
+
     path = run_dir / "run.json"
     previous = []
     if resume and path.is_file():
@@ -301,7 +303,7 @@ def _write_run_json(run_dir: Path, entry: dict, resume: bool) -> None:
         except (OSError, json.JSONDecodeError):
             old = {}
         previous = list(old.pop("previous", []) or []) + ([old] if old else [])
-    path.write_text(json.dumps({**entry, "previous": previous}, indent=1))
+    write_atomic(path, json.dumps({**entry, "previous": previous}, indent=1))
 
 
 def _ablation_summary(result) -> dict:
@@ -396,6 +398,8 @@ def _append_ablation_rows(path: Path, kept_rows, ablation_results) -> None:
     """results.parquet: the main grid's rows (``ablation`` None) and every ablation trial (its name)."""
     import pandas as pd
 
+    from csrec.atomic import atomic_path
+
     frames = [pd.read_parquet(path)]
     frames[0]["ablation"] = None
     if kept_rows is not None and len(kept_rows):
@@ -414,7 +418,8 @@ def _append_ablation_rows(path: Path, kept_rows, ablation_results) -> None:
         configs = sorted(c for c in results.columns if c.startswith("config/"))
         rest = [c for c in results.columns if c not in first and c not in configs]
         results = results[[c for c in first if c in results.columns] + configs + rest]
-    _parquet_ready(results).to_parquet(path, index=False)
+    with atomic_path(path) as tmp:
+        _parquet_ready(results).to_parquet(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from csrec.atomic import atomic_path
 from csrec.data.preprocess import WINDOWINGS, k_core, order_and_remap, window_starts
 from csrec.data.readers import FORMATS, read_interactions
 from csrec.data.synthetic import SyntheticConfig, generate_synthetic
@@ -356,15 +356,8 @@ def _write_cache(path: Path, data: SequenceData) -> None:
         "windowing": data.windowing, "n_source_users": data.n_source_users,
     }
     table = pa.table(columns).replace_schema_metadata({"csrec": json.dumps(meta)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # readers never see a half-written cache
         pq.write_table(table, tmp)
-        os.replace(tmp, path)  # atomic: readers never see a half-written cache
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read_cache(path: Path, config: DataConfig, fingerprint: str) -> SequenceData:

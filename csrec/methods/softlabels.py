@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.models.base import SequentialRecommender
 
@@ -167,15 +167,8 @@ class SoftLabelStore:
     # --- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             np.savez(tmp, __meta__=np.frombuffer(json.dumps({"mode": self.mode, **self.meta}).encode(), dtype=np.uint8), **self.arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod

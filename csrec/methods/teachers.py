@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
 from csrec.methods.config import MethodConfig
@@ -241,15 +241,8 @@ class TeacherPool:
     def save(self, teacher: TrainedTeacher) -> Path:
         path = self.path(teacher.key)
         assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:  # a concurrent reader never sees half a checkpoint
             torch.save({"state": teacher.model.state_dict(), "info": teacher.info}, tmp)
-            os.replace(tmp, path)  # atomic: a concurrent reader never sees half a checkpoint
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     def _load(self, path: Path, spec: TeacherSpec, key: str, data: SequenceData) -> TrainedTeacher:

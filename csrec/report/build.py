@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from csrec.atomic import write_atomic
 from csrec.errors import CSRecError
 from csrec.report import figures as F
 from csrec.report.robustness import CSV as ROBUSTNESS_CSV
@@ -52,10 +53,10 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     table5 = teacher_table(run)
     significance = [entry for t in tables for entry in t.significance]
     for table in tables + ([table5] if not table5.empty else []):
-        (out / f"{table.key}.md").write_text(table.markdown())
-        (out / f"{table.key}.tex").write_text(table.latex())
+        write_atomic(out / f"{table.key}.md", table.markdown())
+        write_atomic(out / f"{table.key}.tex", table.latex())
     if significance:
-        pd.DataFrame(significance).to_csv(out / "significance.csv", index=False)
+        write_atomic(out / "significance.csv", pd.DataFrame(significance).to_csv(index=False))
     say(f"[report] tables: {', '.join(t.key for t in tables + ([table5] if not table5.empty else []))}")
 
     figures: list[F.FigureOut] = []
@@ -78,14 +79,14 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
             outs, frame = [F.FigureOut(key, FIGURE_TITLES[key], skipped=f"failed: {type(exc).__name__}: {exc}")], None
         figures += outs
         if frame is not None and len(frame):
-            frame.to_csv(out / {"fig1_4": "popularity_groups.csv", "fig5": "length_buckets.csv"}[key], index=False)
+            write_atomic(out / {"fig1_4": "popularity_groups.csv", "fig5": "length_buckets.csv"}[key], frame.to_csv(index=False))
         say(f"[report] {key}: " + ", ".join(o.file or "skipped" for o in outs))
 
     robustness = _robustness_section(run, out, robustness_dir)
     text = _markdown(run, tables, table5, figures, robustness)
     path = out / "report.md"
-    path.write_text(text)
-    (out / "report.json").write_text(json.dumps({
+    write_atomic(path, text)
+    write_atomic(out / "report.json", json.dumps({
         "run_dir": str(run.path), "extra_runs": [str(Path(e).resolve()) for e in extra_runs],
         "ablations": {name: int(len(run.ablation(name))) for name in run.ablations()},
         "tables": [t.key for t in tables] + ([table5.key] if not table5.empty else []),

@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from csrec.atomic import atomic_path  # noqa: E402
 from csrec.report.runs import (  # noqa: E402
     PARAM_NAMES, Run, backbone_label, best_on_validation, dataset_label, method_label,
 )
@@ -108,8 +109,8 @@ def _style() -> None:
 
 
 def _save(fig, out_dir: Path, name: str) -> str:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / name, dpi=DPI, bbox_inches="tight")
+    with atomic_path(out_dir / name) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return name
 

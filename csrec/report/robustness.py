@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csrec.atomic import atomic_path, write_atomic
 from csrec.data.synthetic import SyntheticConfig
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report.runs import METHOD_ORDER, backbone_label, method_label
@@ -122,9 +123,9 @@ def write_robustness(out_dir: str | Path, frame: pd.DataFrame) -> dict[str, Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / CSV, "md": out_dir / "robustness.md", "png": out_dir / PNG}
-    frame.to_csv(paths["csv"], index=False)
+    write_atomic(paths["csv"], frame.to_csv(index=False))
     plot_robustness(frame, paths["png"])
-    paths["md"].write_text(robustness_markdown(frame, PNG))
+    write_atomic(paths["md"], robustness_markdown(frame, PNG))
     return paths
 
 
@@ -183,7 +184,7 @@ def plot_robustness(frame: pd.DataFrame, path: str | Path) -> Path:
     fig.suptitle(f"Robustness on synthetic data ({backbone} student): accuracy against the true preference "
                  f"(± 1 standard error)", fontsize=12)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from csrec.atomic import atomic_path, write_atomic
 from csrec.metrics import ndcg_at_k, recall_at_k
 
 METHOD_ORDER = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
@@ -145,8 +146,8 @@ def write_outputs(run_dir: Path, sweeps: list, extra: dict | None = None) -> dic
             if vectors is not None:
                 key = (sweep.dataset, sweep.backbone, sweep.method)
                 best[key] = vectors
-                np.savez_compressed(run_dir / "best" / f"{sweep.dataset}__{sweep.backbone}__{sweep.method}.npz",
-                                    **vectors)
+                with atomic_path(run_dir / "best" / f"{sweep.dataset}__{sweep.backbone}__{sweep.method}.npz") as tmp:
+                    np.savez_compressed(tmp, **vectors)
         frames.append(frame)
         summary.append({
             "dataset": sweep.dataset, "backbone": sweep.backbone, "method": sweep.method, "search": sweep.search,
@@ -165,7 +166,8 @@ def write_outputs(run_dir: Path, sweeps: list, extra: dict | None = None) -> dic
         if results[column].dtype == object:
             results[column] = results[column].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v, default=str))
     paths = {"results": run_dir / "results.parquet", "table": run_dir / "table.md", "summary": run_dir / "summary.json"}
-    results.to_parquet(paths["results"], index=False)
-    paths["table"].write_text(markdown_table(results, best))
-    paths["summary"].write_text(json.dumps({"cells": summary, **(extra or {})}, indent=1, default=str))
+    with atomic_path(paths["results"]) as tmp:
+        results.to_parquet(tmp, index=False)
+    write_atomic(paths["table"], markdown_table(results, best))
+    write_atomic(paths["summary"], json.dumps({"cells": summary, **(extra or {})}, indent=1, default=str))
     return paths
