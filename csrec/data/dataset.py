@@ -186,6 +186,18 @@ class SequenceData:
             true_targets=true_targets,
         )
 
+    def source_history_lengths(self) -> np.ndarray:
+        """Per sub-session: the length of its source user's whole history (after k-core filtering).
+
+        The fixed-length windows cut a long history into sub-sessions of at most ``max_len``
+        items, so their own lengths say little about the user; the windows are end-anchored, so
+        the user's length is the largest window end.
+        """
+        ends = self._window_starts + self.lengths
+        per_user = np.zeros(self.n_source_users, dtype=np.int64)
+        np.maximum.at(per_user, self.source_user, ends)
+        return per_user[self.source_user]
+
     def item_counts(self) -> np.ndarray:
         """Interactions per item id in the training parts only (index 0 = padding = 0)."""
         parts = self._padded(self.lengths - 2, self.max_len - 2)

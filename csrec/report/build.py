@@ -15,11 +15,11 @@ from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
 from csrec.report.robustness import robustness_markdown, write_robustness
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
-from csrec.report.tables import main_table, teacher_table
+from csrec.report.tables import Table, main_table, teacher_table
 
 FIGURE_TITLES = {
     "fig1_4": "Fig. 1/4 – popular-type vs niche-type users", "fig3": "Fig. 3 – item popularity distribution",
-    "fig5": "Fig. 5 – metrics by input sequence length", "fig6": "Fig. 6 – number of teachers m",
+    "fig5": "Fig. 5 – metrics by user history length", "fig6": "Fig. 6 – number of teachers m",
     "fig7_8": "Fig. 7/8 – β × T", "fig9": "Fig. 9 – sub-sampling ratio p",
     "fig10": "Fig. 10 – CSRec-T with / without the expectation term",
 }
@@ -45,12 +45,20 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     F._style()
     say = log or (lambda *_: None)
 
-    tables = []
+    tables, failed = [], []
     for kind in ("table3", "table4", "table_true"):
-        table = main_table(run, kind)
+        try:
+            table = main_table(run, kind)
+        except Exception as exc:  # noqa: BLE001 - one broken table must not sink the report
+            failed.append(f"{kind}: {type(exc).__name__}: {exc}")
+            continue
         if not table.empty:
             tables.append(table)
-    table5 = teacher_table(run)
+    try:
+        table5 = teacher_table(run)
+    except Exception as exc:  # noqa: BLE001
+        failed.append(f"table5: {type(exc).__name__}: {exc}")
+        table5 = Table(title="Table 5", key="table5", row_header=[], groups=[])
     significance = [entry for t in tables for entry in t.significance]
     for table in tables + ([table5] if not table5.empty else []):
         write_atomic(out / f"{table.key}.md", table.markdown())
@@ -83,7 +91,7 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
         say(f"[report] {key}: " + ", ".join(o.file or "skipped" for o in outs))
 
     robustness = _robustness_section(run, out, robustness_dir)
-    text = _markdown(run, tables, table5, figures, robustness)
+    text = _markdown(run, tables, table5, figures, robustness, failed)
     path = out / "report.md"
     write_atomic(path, text)
     write_atomic(out / "report.json", json.dumps({
@@ -105,14 +113,20 @@ def _robustness_section(run: Run, out: Path, robustness_dir) -> tuple[str, str] 
             raise CSRecError(f"{csv} not found: give --robustness-dir the OUT_DIR of a finished "
                              f"`python sweeps/report.py --robustness OUT_DIR` run")
         return None
-    frame = pd.read_csv(csv)
-    if not len(frame):
-        return None
-    write_robustness(out / "robustness", frame)
+    try:
+        frame = pd.read_csv(csv)
+        if not len(frame):
+            return None
+        write_robustness(out / "robustness", frame)
+    except Exception as exc:  # noqa: BLE001 - a broken robustness file must not sink the report
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        return None, f"*Failed* to read {csv}: {type(exc).__name__}: {exc}."
     return f"robustness/{ROBUSTNESS_PNG}", robustness_markdown(frame, f"robustness/{ROBUSTNESS_PNG}")
 
 
-def _markdown(run: Run, tables, table5, figures, robustness) -> str:
+def _markdown(run: Run, tables, table5, figures, robustness, failed_tables=()) -> str:
     cells = run.summary.get("cells") or []
     main = run.main
     status = main["status"].value_counts().to_dict() if "status" in main else {}
@@ -143,6 +157,8 @@ def _markdown(run: Run, tables, table5, figures, robustness) -> str:
               "(per cell for the tables; per parameter value for the hyperparameter figures).", ""]
 
     lines += ["## Effectiveness (RQ1) and robustness (RQ2): Tables 3 and 4", ""]
+    for failure in failed_tables:
+        lines.append(f"*Failed*: {failure}.")
     if not tables:
         lines.append("No completed trial with test metrics: no table.")
     for table in tables:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,7 +242,9 @@ class Run:
         ranks_file = None if trial_dir is None else trial_dir / "ranks.npz"
         trial_arrays = _read_npz(ranks_file) if ranks_file is not None else None
         best_arrays = _read_npz(self.path / "best" / f"{dataset}__{backbone}__{method}.npz")
-        arrays = best_arrays or trial_arrays
+        # The best row's own trial first: best/ is a copy written by grid.py and may be stale if a
+        # resumed sweep changed its mind; it stands in when the trial directories are gone.
+        arrays = trial_arrays if trial_arrays is not None and "test_ranks" in trial_arrays else best_arrays
         if arrays is None or "test_ranks" not in arrays:
             return None
         true_ranks = None
@@ -344,7 +347,10 @@ def _read_results(path: Path) -> pd.DataFrame:
     file = path / "results.parquet"
     if not file.is_file():
         raise ReportError(f"{path}: no results.parquet (not a finished sweeps/grid.py run directory)")
-    frame = pd.read_parquet(file)
+    try:
+        frame = pd.read_parquet(file)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise ReportError(f"{file}: unreadable ({type(exc).__name__}: {exc})") from None
     for column in ("dataset", "backbone", "method"):
         if column not in frame:
             raise ReportError(f"{file}: column {column!r} missing")
@@ -371,7 +377,7 @@ def _read_npz(path: Path | None) -> dict | None:
     try:
         with np.load(path) as payload:
             return {k: payload[k] for k in payload.files}
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # a damaged file counts as absent
         return None
 
 

@@ -20,15 +20,19 @@ MARKS = (("base", "*"), ("softrec", "†"))
 
 
 def paired_ttest(a, b) -> float:
-    """Two-sided paired t-test p-value; NaN when undefined (fewer than 2 pairs, identical vectors)."""
+    """Two-sided paired t-test p-value.
+
+    NaN when undefined (fewer than 2 pairs, identical vectors); 0 when every pair differs by the
+    same non-zero amount (zero variance, t infinite: scipy also gives p = 0 there).
+    """
     from scipy import stats
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or len(a) < 2:
         return math.nan
     diff = a - b
-    if np.allclose(diff, diff[0]):  # zero variance of the differences: t is undefined (or infinite)
-        return math.nan
+    if np.allclose(diff, diff[0]):  # zero variance of the differences: t is 0/0 or infinite
+        return math.nan if np.isclose(diff[0], 0.0) else 0.0
     return float(stats.ttest_rel(a, b).pvalue)
 
 
@@ -92,7 +96,7 @@ def popular_test_users(data: SequenceData, fraction: float = POPULAR_FRACTION) -
 
 # --- input-length buckets (Fig. 5) --------------------------------------------------------------------
 def length_buckets(lengths: np.ndarray, n_buckets: int = 4) -> tuple[np.ndarray, list[str]]:
-    """(bucket index per sequence, bucket labels) for the test input lengths.
+    """(bucket index per sequence, bucket labels) for per-sequence lengths (Fig. 5 uses the source user history lengths).
 
     Edges are the length quantiles (integers, deduplicated), so buckets hold similar numbers of
     sequences when the lengths allow it; a label reads "lo–hi items".

@@ -159,6 +159,7 @@ def main_table(run: Run, kind: str = "table3") -> Table:
     backbones = [b for b in run.backbones() if any(b in run.backbones(d) for d in datasets)]
     table = Table(title=title, key=kind, row_header=["Dataset", "Method"],
                   groups=[(backbone_label(b), [label for _, label in metrics]) for b in backbones])
+    untested: set[str] = set()
     for dataset in datasets:
         block: list[list[Cell]] = []
         methods = [m for m in run.methods(dataset)]
@@ -187,6 +188,9 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                         value = float(np.mean(chosen)) if np.size(chosen) else None
                     elif row is not None and pd.notna(row.get(columns[metric], np.nan)):
                         value = float(row[columns[metric]])
+                        if method != "base":
+                            untested.add(f"{dataset_label(dataset)} / {backbone_label(backbone)} / "
+                                         f"{method_label(method)}")
                     mark = marks.get((backbone, method, metric), {}).get("mark", "")
                     cells.append(Cell(value, mark=mark))
             block.append(cells)
@@ -200,6 +204,9 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         f"Marks: * significantly better than Base, † significantly better than SoftRec (two-sided paired t-test "
         f"over the test sequences{', positively rated only' if kind == 'table4' else ''}, p < {ALPHA}).",
     ]
+    if untested:
+        table.notes.append("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
+                           + ", ".join(sorted(untested)) + ".")
     return table
 
 

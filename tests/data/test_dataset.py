@@ -43,6 +43,8 @@ def test_hand_made_windows(hand_data):
     assert data.offsets.tolist() == [0, 5, 10, 15, 18]
     assert data.items.tolist() == [1, 2, 3, 4, 5, 6, 7, 1, 8, 9, 1, 8, 9, 2, 10, 11, 12, 13]
     assert data.source_user.tolist() == [0, 1, 1, 2]
+    # Each sub-session knows its source user's whole history (user 2 has 7 items in two windows).
+    assert data.source_history_lengths().tolist() == [5, 7, 7, 3]
     assert data.true_items is None
     # The head window's test item (9, user 2 position 4) is a training position of s[2:7].
     assert data.leaked_test_targets() == 1
@@ -204,6 +206,7 @@ def _assert_same(a, b):
         else:
             assert x == y, f.name
     assert a.stats() == b.stats()
+    assert np.array_equal(a.source_history_lengths(), b.source_history_lengths())
 
 
 @pytest.fixture

@@ -149,23 +149,21 @@ def test_mismatched_data_is_skipped(tmp_path):
     assert "has 17" not in text and "vectors have 17" in text
 
 
-def test_extra_run_supplies_the_expectation_ablation_and_moved_runs_resolve(fake_run, tmp_path):
+def test_extra_run_supplies_the_expectation_ablation_and_moved_runs_resolve(tmp_path):
+    # A run of its own (the session's fake run stays untouched for the other tests), then moved:
+    # the trial paths in its parquet point nowhere and must be found under the new location.
+    original = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base", "csrec-t"))
     moved = tmp_path / "moved"
-    shutil.copytree(fake_run, moved, ignore=shutil.ignore_patterns("report"))
-    shutil.rmtree(fake_run.parent / "noexp", ignore_errors=True)
+    original.rename(moved)
     extra = make_run(tmp_path / "noexp", backbones=("gru4rec",), methods=("csrec-t",), expectation_term=False, seed=1)
-    shutil.rmtree(fake_run)  # trial paths in the parquet now point nowhere: found under the moved dir
-    try:
-        run = Run.load(moved, extra_runs=[extra])
-        assert run.teacher_infos("synthetic", "gru4rec", "csrec-t")
-        flags = run.results[run.results["method"] == "csrec-t"]["param/expectation_term"]
-        assert set(flags) == {True, False}
-        from csrec.report.figures import expectation_figures
+    run = Run.load(moved, extra_runs=[extra])
+    assert run.teacher_infos("synthetic", "gru4rec", "csrec-t")
+    flags = run.results[run.results["method"] == "csrec-t"]["param/expectation_term"]
+    assert set(flags) == {True, False}
+    from csrec.report.figures import expectation_figures
 
-        (figure,) = expectation_figures(run, tmp_path / "figs")
-        assert figure.file and _png_ok(tmp_path / "figs" / figure.file)
-    finally:
-        shutil.copytree(moved, fake_run)
+    (figure,) = expectation_figures(run, tmp_path / "figs")
+    assert figure.file and _png_ok(tmp_path / "figs" / figure.file)
 
 
 def test_not_a_run_directory(tmp_path, capsys):
@@ -197,6 +195,8 @@ def test_paired_ttest_matches_scipy_and_hand_computation():
     assert math.isnan(paired_ttest(a, a))
     assert math.isnan(paired_ttest(a[:1], b[:1]))
     assert math.isnan(paired_ttest(a, b[:-1]))
+    # Better on every sequence by the same amount: zero variance, infinite t, p = 0 (as scipy).
+    assert paired_ttest(a + 0.1, a) == 0.0 and math.isnan(paired_ttest(a - a, a - a))
 
 
 def test_significance_marks_need_higher_mean_and_p_below_005():
@@ -303,3 +303,49 @@ def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run, capsys):
     capsys.readouterr()
     assert _cli().main([str(fake_run), "--out", str(tmp_path / "rep2"), "--robustness-dir", str(tmp_path)]) == 2
     assert f"{tmp_path / 'robustness.csv'} not found" in capsys.readouterr().err
+
+
+def test_group_figures_values_match_a_hand_computation(fake_run, fake_report):
+    """popularity_groups.csv and length_buckets.csv: each group's mean recomputed from the vectors."""
+    from csrec.data import DataConfig, SyntheticConfig, load_dataset
+    from fake_sweep import SMALL
+
+    run = Run.load(fake_run)
+    data = load_dataset(DataConfig(synthetic=SyntheticConfig(**SMALL)))
+    popular = popular_test_users(data)
+    history = data.source_history_lengths()
+    index, labels = length_buckets(history, 4)
+    groups = {"popularity_groups.csv": None, "length_buckets.csv": (index, labels)}
+    for name, grouping in groups.items():
+        frame = pd.read_csv(fake_report.parent / name)
+        assert len(frame)
+        for _, row in frame.iterrows():
+            vectors = run.best[(row["dataset"], row["backbone"], row["method"])]
+            if grouping is None:
+                keep = popular if row["group"].startswith("popular") else ~popular
+            else:
+                keep = grouping[0] == grouping[1].index(row["group"])
+            assert row["sequences"] == int(keep.sum())
+            for metric in ("recall@10", "ndcg@10"):
+                assert row[metric] == pytest.approx(vectors[metric][keep].mean())
+
+
+def test_damaged_files_never_crash_the_report(tmp_path, capsys):
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base", "softrec", "csrec-m"))
+    # A truncated best-trial vector file: that cell's value falls back to the parquet, untested.
+    best = run_dir / "best" / "synthetic__gru4rec__csrec-m.npz"
+    best.write_bytes(best.read_bytes()[:100])
+    for trial in run_dir.glob("synthetic-gru4rec-csrec-m-optuna/trial_*/ranks.npz"):
+        trial.write_bytes(b"not a zip")
+    robustness = tmp_path / "robustness"
+    robustness.mkdir()
+    (robustness / "robustness.csv").write_text("noise,method\n0.1,base\n")  # columns missing
+    path = report(run_dir, robustness_dir=robustness)
+    text = path.read_text()
+    assert "Not tested (no per-sequence test vectors of the best trial" in text and "CSRec-M" in text
+    assert "*Failed* to read" in text and "robustness.csv" in text
+    # An unreadable results.parquet is an error naming the file, not a pyarrow traceback.
+    (run_dir / "results.parquet").write_bytes(b"PAR1 garbage")
+    assert _cli().main([str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "results.parquet: unreadable" in err
