@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_DATA_DIR, ROOT, markdown_table, write_result  # noqa: E402
 from lastfm_methods import PAPER  # noqa: E402
 
-SEARCHED = ("beta", "temperature", "num_teachers", "subsample", "alpha")
-SHORT = {"beta": "β", "temperature": "T", "num_teachers": "m", "subsample": "p", "alpha": "α"}
+from csrec.methods.config import SYMBOLS  # noqa: E402
+
+SEARCHED = tuple(SYMBOLS)
 
 
 def run_dir(search: str) -> Path:
@@ -63,7 +64,7 @@ def trial_effort(path: Path) -> dict[tuple[str, str], tuple[int, float]]:
 
 def describe(config: dict) -> str:
     # Optuna's categorical m comes back as a string.
-    return ", ".join(f"{SHORT[k]} {float(config[k]):.3g}" for k in SEARCHED if config.get(k) is not None) or "—"
+    return ", ".join(f"{SYMBOLS[k]} {float(config[k]):.3g}" for k in SEARCHED if config.get(k) is not None) or "—"
 
 
 def main() -> None:

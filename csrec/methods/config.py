@@ -11,6 +11,24 @@ ENSEMBLES = ("logits", "probs")
 STORE_MODES = ("factored", "dense", "topk")
 
 
+# The paper's symbols for the hyperparameters a method has (tables, figures, reports).
+SYMBOLS = {"beta": "β", "temperature": "T", "num_teachers": "m", "subsample": "p", "alpha": "α"}
+
+
+def method_hyperparameters(method: str) -> tuple[str, ...]:
+    """The hyperparameters that shape ``method`` (and that a sweep searches), in a fixed order."""
+    if method == "base":
+        return ()
+    out = ["beta", "temperature"]
+    if method in ("csrec-m", "csrec-d"):
+        out.append("num_teachers")
+    if method in ("csrec-d", "csrec-t"):
+        out.append("subsample")
+    if method == "csrec-t":
+        out.append("alpha")
+    return tuple(out)
+
+
 @dataclass
 class MethodConfig:
     name: str = "base"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from csrec.atomic import atomic_path, write_atomic
 from csrec.data.synthetic import SyntheticConfig
+from csrec.methods.config import SYMBOLS, method_hyperparameters
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report.runs import METHOD_ORDER, backbone_label, method_label
 
@@ -98,6 +99,14 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+def _settings(config: dict, method: str) -> str:
+    """The fit's fixed hyperparameters and seed, e.g. "β 0.5, T 3, m 2, seed 2022"."""
+    values = config.get("method") or {}
+    parts = [f"{SYMBOLS[n]} {values[n]:g}" for n in method_hyperparameters(method) if n in values]
+    seed = (config.get("train") or {}).get("seed")
+    return ", ".join(parts + ([f"seed {seed}"] if seed is not None else []))
+
+
 def _row(target: Path, rate: float, method: str, backbone: str, epochs: int) -> dict:
     saved = _read(target) or {}
     test = saved.get("test") or {}
@@ -105,7 +114,8 @@ def _row(target: Path, rate: float, method: str, backbone: str, epochs: int) -> 
            "recall@10": test.get("recall@10"), "ndcg@10": test.get("ndcg@10"),
            "true:recall@10": test.get("true:recall@10"), "true:ndcg@10": test.get("true:ndcg@10"),
            "sequences": None, "true:recall@10_se": None, "true:ndcg@10_se": None,
-           "seconds": (saved.get("timings") or {}).get("total_s")}
+           "seconds": (saved.get("timings") or {}).get("total_s"),
+           "settings": _settings(saved.get("config") or {}, method)}
     npz = target.with_suffix(".npz")
     if npz.is_file():
         with np.load(npz) as arrays:
@@ -144,6 +154,10 @@ def robustness_markdown(frame: pd.DataFrame, png: str) -> str:
         lines.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
     backbone = ", ".join(backbone_label(b) for b in frame["backbone"].unique())
     epochs = ", ".join(str(e) for e in frame["epochs"].unique())
+    if "settings" in frame:  # one fixed configuration per method, untuned
+        settings = frame.drop_duplicates("method").set_index("method")["settings"].fillna("")
+        lines += ["", "Each method ran once per noise rate at fixed, untuned settings: " + "; ".join(
+            f"{method_label(m)} ({settings[m]})" for m in METHOD_ORDER if m in settings.index) + "."]
     return (
         f"![robustness curve]({png})\n\n"
         f"Test Recall@10 and NDCG@10 against the **true** next item of the synthetic generator (RC*, NG*), for the "

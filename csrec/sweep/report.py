@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from csrec.atomic import atomic_path, write_atomic
+from csrec.methods.config import SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
 
 METHOD_ORDER = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
@@ -123,7 +124,7 @@ def _best_config_text(cell: pd.DataFrame) -> str:
         return "–"
     row = best.iloc[0]
     parts = []
-    for name, short in (("alpha", "α"), ("beta", "β"), ("temperature", "T"), ("num_teachers", "m"), ("subsample", "p")):
+    for name, short in SYMBOLS.items():
         value = row.get(f"config/{name}")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")

@@ -38,6 +38,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from csrec.methods.config import method_hyperparameters
+
 SEARCHES = ("optuna", "paper-grid")
 SUBSAMPLES = (0.5, 0.6, 0.7, 0.8, 0.9)
 TEACHER_COUNTS = (1, 2, 3, 4)
@@ -56,16 +58,7 @@ PARAMS = ("beta", "temperature", "num_teachers", "subsample", "alpha", "expectat
 
 def method_params(method: str, fixed=()) -> tuple[str, ...]:
     """The hyperparameters ``method`` searches, in a fixed order (minus those in ``fixed``)."""
-    if method == "base":
-        return ()
-    out = ["beta", "temperature"]
-    if method in ("csrec-m", "csrec-d"):
-        out.append("num_teachers")
-    if method in ("csrec-d", "csrec-t"):
-        out.append("subsample")
-    if method == "csrec-t":
-        out.append("alpha")
-    return tuple(n for n in out if n not in set(fixed))
+    return tuple(n for n in method_hyperparameters(method) if n not in set(fixed))
 
 
 class OptunaSpace:

@@ -297,6 +297,8 @@ def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run, capsys):
     path = tmp_path / "rep" / "report.md"
     text = path.read_text()
     assert "![robustness curve](robustness/robustness.png)" in text
+    # The fixed, untuned settings of each method are stated (the CLI's defaults, one seed).
+    assert "CSRec-T (β 0.5, T 3, p 0.8, α 0.5, seed 2022)" in text and "Base (seed 2022)" in text
     assert _png_ok(tmp_path / "rep" / "robustness" / "robustness.png")
     assert _cli().main(["--robustness", str(out), "--noise", "0,1.5"]) == 2
     # A --robustness-dir without a finished robustness run is an error naming the file.
