@@ -14,7 +14,7 @@ from csrec.report import figures as F
 from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
 from csrec.report.robustness import robustness_markdown, write_robustness
-from csrec.report.runs import Run, backbone_label, dataset_label, method_label
+from csrec.report.runs import Run, backbone_label, dataset_label, display_path, method_label
 from csrec.report.tables import Table, main_table, teacher_table
 
 FIGURE_TITLES = {
@@ -95,7 +95,7 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     path = out / "report.md"
     write_atomic(path, text)
     write_atomic(out / "report.json", json.dumps({
-        "run_dir": str(run.path), "extra_runs": [str(Path(e).resolve()) for e in extra_runs],
+        "run_dir": display_path(run.path), "extra_runs": [display_path(e) for e in extra_runs],
         "ablations": {name: int(len(run.ablation(name))) for name in run.ablations()},
         "tables": [t.key for t in tables] + ([table5.key] if not table5.empty else []),
         "figures": [f.__dict__ for f in figures], "robustness": robustness[0] if robustness else None,
@@ -133,12 +133,12 @@ def _markdown(run: Run, tables, table5, figures, robustness, failed_tables=()) -
     lines = [f"# CSRec report: `{run.path.name}`", ""]
     if len(main):
         lines.append(
-            f"Run directory `{run.path}`: {len(main)} trials ({', '.join(f'{v} {k}' for k, v in status.items())}) "
+            f"Run directory `{display_path(run.path)}`: {len(main)} trials ({', '.join(f'{v} {k}' for k, v in status.items())}) "
             f"over {len(run.datasets())} dataset(s) ({', '.join(dataset_label(d) for d in run.datasets())}), "
             f"backbones {', '.join(backbone_label(b) for b in run.backbones())}, methods "
             f"{', '.join(method_label(m) for m in run.methods())}.")
     else:
-        lines.append(f"Run directory `{run.path}`: no trial of the main grid (`sweeps/grid.py` without `--ablation` "
+        lines.append(f"Run directory `{display_path(run.path)}`: no trial of the main grid (`sweeps/grid.py` without `--ablation` "
                      f"on this directory, with `--resume`, adds it and the tables).")
     incomplete = [c for c in cells if not c.get("complete", True)]
     if incomplete:
@@ -185,7 +185,7 @@ def _markdown(run: Run, tables, table5, figures, robustness, failed_tables=()) -
     lines += ["## Robustness curve (synthetic data, beyond the paper)", ""]
     if robustness is None:
         lines.append("Not included: it needs fits at several injected noise rates on synthetic data, e.g. "
-                     f"`{ROBUSTNESS_CMD.format(out=run.path / 'robustness')}` (then rerun this report).")
+                     f"`{ROBUSTNESS_CMD.format(out=display_path(run.path / 'robustness'))}` (then rerun this report).")
     else:
         lines.append(robustness[1])
     return "\n".join(lines).rstrip() + "\n"

@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from csrec.atomic import atomic_path  # noqa: E402
 from csrec.report.runs import (  # noqa: E402
-    PARAM_NAMES, Run, backbone_label, best_on_validation, dataset_label, method_label,
+    PARAM_NAMES, Run, backbone_label, best_on_validation, dataset_label, display_path, method_label,
 )
 from csrec.report.stats import (  # noqa: E402
     POPULAR_FRACTION, group_means, length_buckets, popular_items, popular_test_users,
@@ -82,7 +82,7 @@ def ablation_command(run: Run, ablation: str, dataset: str, backbones) -> str:
     """The exact ``sweeps/grid.py --ablation`` command that adds ``ablation`` to this run directory."""
     argv = (run.info or {}).get("argv") or []
     words = ["python", "sweeps/grid.py", "--datasets", dataset, "--backbones", ",".join(backbones) or "all",
-             "--ablation", ablation, *_carried_options(argv), "--storage-path", str(run.path), "--resume"]
+             "--ablation", ablation, *_carried_options(argv), "--storage-path", display_path(run.path), "--resume"]
     return shlex.join(words)
 
 

@@ -68,6 +68,16 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
+def display_path(path) -> str:
+    """``path`` relative to the working directory when it lies below it (committed reports carry
+    no machine-specific prefix), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def backbone_label(name: str) -> str:
     return BACKBONE_LABELS.get(name, name)
 
