@@ -95,7 +95,7 @@ def markdown_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
         ratings = any(_has_ratings(v) for v in any_vectors)
         columns = [c for c in COLUMNS if ratings or not c[2]]
         lines += ["", f"## {dataset}", ""]
-        header = ["backbone", "method", *[c[1] for c in columns], "best config (validation)", "trials"]
+        header = ["backbone", "method", *[c[1] for c in columns], "best config (validation)", "trials completed / run (the rest stopped early by ASHA or failed)"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for backbone in sorted(sub["backbone"].unique()):
