@@ -217,7 +217,7 @@ def length_figures(run: Run, out_dir: Path, n_buckets: int = 4) -> tuple[list[Fi
         groups, labels = length_buckets(data.source_history_lengths(), n_buckets)
         file = _group_figure(run, dataset, groups, labels, kind="fig5_length", out_dir=out_dir,
                              title=f"{dataset_label(dataset)}: test metrics by the user's history length",
-                             xlabel="length of the test sequence's source user history (interactions, quartile buckets)",
+                             xlabel="user history length (interactions)",
                              bars=False, records=records)
         outs.append(FigureOut(
             "fig5", title, file,
@@ -257,7 +257,7 @@ def item_popularity_figure(run: Run, out_dir: Path) -> FigureOut:
         ax.set_yscale("symlog", linthresh=1)
         ax.set_xlim(0.5, len(counts) + 0.5)
         ax.set_xlabel("item rank by training interactions (1 = most popular)")
-        ax.set_ylabel("training interactions per item (log)")
+        ax.set_ylabel("training interactions per item\n(log scale; linear below 1)")
         ax.set_title(f"{dataset_label(dataset)} ({data.n_items:,} items)")
         ax.legend(loc="upper right")
     for ax in axes.ravel()[n:]:
