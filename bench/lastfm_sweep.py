@@ -101,11 +101,12 @@ def main() -> None:
             paper = PAPER.get(cell["backbone"], {}).get(cell["method"])
             test, valid = cell.get("best_test") or {}, cell.get("best_valid") or {}
             pct = lambda d, k: f"{100 * d[k]:.2f}" if k in d else "–"  # noqa: E731
+            epochs, seconds = effort.get((cell["backbone"], cell["method"]), (0, 0.0))
             rows.append([
                 search, cell["backbone"], cell["method"], f"{cell['trials_run']} / {cell['trials_expected']}",
                 cell.get("teachers_trained", ""), describe(cell.get("best_config") or {}), pct(valid, "ndcg@10"),
                 pct(test, "recall@10"), pct(test, "ndcg@10"),
-                *(lambda e: (f"{e[0]:,}", f"{e[1] / 60:.0f}"))(effort.get((cell["backbone"], cell["method"]), (0, 0.0))),
+                f"{epochs:,}", f"{seconds / 60:.0f}",
                 "" if paper is None else paper[0], "" if paper is None else paper[1],
             ])
     body = markdown_table(["search", "backbone", "method", "trials run / expected", "teachers trained in the cell",
