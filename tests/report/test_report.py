@@ -344,10 +344,26 @@ def test_damaged_files_never_crash_the_report(tmp_path, capsys):
     (robustness / "robustness.csv").write_text("noise,method\n0.1,base\n")  # columns missing
     path = report(run_dir, robustness_dir=robustness)
     text = path.read_text()
-    assert "Not tested (no per-sequence test vectors of the best trial" in text and "CSRec-M" in text
+    assert ("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
+            "Synthetic / GRU4Rec / CSRec-M.") in text
     assert "*Failed* to read" in text and "robustness.csv" in text
     # An unreadable results.parquet is an error naming the file, not a pyarrow traceback.
     (run_dir / "results.parquet").write_bytes(b"PAR1 garbage")
     assert _cli().main([str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "results.parquet: unreadable" in err
+
+
+def test_best_vectors_come_from_the_best_trial_not_a_stale_copy(tmp_path):
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base", "softrec"))
+    copy = run_dir / "best" / "synthetic__gru4rec__softrec.npz"
+    with np.load(copy) as arrays:
+        stale = {k: arrays[k] for k in arrays.files}
+    stale["test_ranks"] = np.full_like(stale["test_ranks"], 10_000)  # a copy from an earlier best trial
+    np.savez_compressed(copy, **stale)
+    run = Run.load(run_dir)
+    row = run.best_row("synthetic", "gru4rec", "softrec")
+    with np.load(Path(run.resolve_trial_path(row.get("trial_path"), row.get("run_dir"))) / "ranks.npz") as own:
+        expected = recall_at_k(own["test_ranks"], 10)
+    assert np.array_equal(run.best[("synthetic", "gru4rec", "softrec")]["recall@10"], expected)
+    assert expected.any()  # the stale copy (every rank 10,000) would give all zeros
