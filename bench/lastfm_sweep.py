@@ -6,10 +6,12 @@
 
 Runs ``sweeps/grid.py --datasets lastfm`` once per search into its own run directory
 (``runs/lastfm-<search>``, resumable: rerunning this script continues an interrupted sweep and
-reruns no finished trial; the searches share one teacher pool, so the paper grid reuses the
-teachers the Optuna sweep trained and each run counts only those it trained itself), then reads each run's ``summary.json`` and writes
-bench/results/lastfm_sweep.md: per cell the trials run, the teachers the cell trained, the best
-configuration chosen on validation NDCG@10 and its test Recall@10 / NDCG@10, beside the paper.
+reruns no finished trial; by default the searches share one teacher pool, so the paper grid
+reuses the teachers the Optuna sweep trained and each run counts only those it trained itself;
+``--teacher-pool ''`` gives each run its own), then reads each run's ``summary.json`` and writes
+bench/results/lastfm_sweep.md (optuna) or bench/results/lastfm_sweep_<search>.md: per cell the
+trials run, the teachers the cell trained, the best configuration chosen on validation NDCG@10
+and its test Recall@10 / NDCG@10, beside the paper.
 """
 
 from __future__ import annotations
@@ -79,47 +81,56 @@ def main() -> None:
                         help="one teacher pool for all the searches (default: the Optuna run's); '' for one per run")
     parser.add_argument("--tabulate-only", action="store_true", help="only read the run directories")
     args = parser.parse_args()
-    rows, notes = [], []
     for search in args.searches.split(","):
         if not args.tabulate_only:
             run_sweep(search, args)
-        path = run_dir(search) / "summary.json"
-        if not path.is_file():
-            notes.append(f"{search}: no summary in {path.parent.relative_to(ROOT)} (not run yet)")
-            continue
-        summary = json.loads(path.read_text())
-        effort = trial_effort(path.parent)
-        cells = summary["cells"]
-        # Summed over cells, not the last invocation's totals: a resumed sweep restores finished
-        # cells in a fraction of a second, so its own wall time and counts say little.
-        notes.append(f"{search}: {sum(c['trials_run'] for c in cells)} trials, "
-                     f"{sum(int(c.get('teachers_trained') or 0) for c in cells)} teachers trained, "
-                     f"{sum(e[0] for e in effort.values()):,} student epochs, "
-                     f"{sum(e[1] for e in effort.values()) / 3600:.1f} h of trial time "
-                     f"({path.parent.relative_to(ROOT)}; the last invocation took {summary.get('wall_s', 0):.0f} s)")
-        for cell in cells:
-            paper = PAPER.get(cell["backbone"], {}).get(cell["method"])
-            test, valid = cell.get("best_test") or {}, cell.get("best_valid") or {}
-            pct = lambda d, k: f"{100 * d[k]:.2f}" if k in d else "–"  # noqa: E731
-            epochs, seconds = effort.get((cell["backbone"], cell["method"]), (0, 0.0))
-            rows.append([
-                search, cell["backbone"], cell["method"], f"{cell['trials_run']} / {cell['trials_expected']}",
-                cell.get("teachers_trained", ""), describe(cell.get("best_config") or {}), pct(valid, "ndcg@10"),
-                pct(test, "recall@10"), pct(test, "ndcg@10"),
-                f"{epochs:,}", f"{seconds / 60:.0f}",
-                "" if paper is None else paper[0], "" if paper is None else paper[1],
-            ])
+        tabulate(search)
+
+
+def result_name(search: str) -> str:
+    # One result file per search, so tabulating one search never drops another's table.
+    return "lastfm_sweep" if search == "optuna" else f"lastfm_sweep_{search.replace('-', '_')}"
+
+
+def tabulate(search: str) -> None:
+    rows, notes = [], []
+    path = run_dir(search) / "summary.json"
+    if not path.is_file():
+        print(f"{search}: no summary in {path.parent.relative_to(ROOT)} (not run yet); "
+              f"bench/results/{result_name(search)}.md left as it is", file=sys.stderr)
+        return
+    summary = json.loads(path.read_text())
+    effort = trial_effort(path.parent)
+    cells = summary["cells"]
+    # Summed over cells, not the last invocation's totals: a resumed sweep restores finished
+    # cells in a fraction of a second, so its own wall time and counts say little.
+    notes.append(f"{search}: {sum(c['trials_run'] for c in cells)} trials, "
+                 f"{sum(int(c.get('teachers_trained') or 0) for c in cells)} teachers trained, "
+                 f"{sum(e[0] for e in effort.values()):,} student epochs, "
+                 f"{sum(e[1] for e in effort.values()) / 3600:.1f} h of trial time "
+                 f"({path.parent.relative_to(ROOT)}; the last invocation took {summary.get('wall_s', 0):.0f} s)")
+    for cell in cells:
+        paper = PAPER.get(cell["backbone"], {}).get(cell["method"])
+        test, valid = cell.get("best_test") or {}, cell.get("best_valid") or {}
+        pct = lambda d, k: f"{100 * d[k]:.2f}" if k in d else "–"  # noqa: E731
+        epochs, seconds = effort.get((cell["backbone"], cell["method"]), (0, 0.0))
+        rows.append([
+            search, cell["backbone"], cell["method"], f"{cell['trials_run']} / {cell['trials_expected']}",
+            cell.get("teachers_trained", ""), describe(cell.get("best_config") or {}), pct(valid, "ndcg@10"),
+            pct(test, "recall@10"), pct(test, "ndcg@10"),
+            f"{epochs:,}", f"{seconds / 60:.0f}",
+            "" if paper is None else paper[0], "" if paper is None else paper[1],
+        ])
     body = markdown_table(["search", "backbone", "method", "trials run / expected", "teachers trained in the cell",
                            "best config (on validation)", "valid NDCG@10 %", "test Recall@10 %", "test NDCG@10 %",
                            "student epochs", "trial time (min)",
                            "paper Recall@10", "paper NDCG@10"], rows)
     body += "\n\n" + "\n".join(f"- {n}" for n in notes)
     body += ("\n\nEach cell's best trial is chosen on validation NDCG@10 only; its test metrics come from its best "
-             "epoch. The searches share one teacher pool, so a cell counts only the teachers it trained itself "
-             "(later cells and searches reuse earlier ones' teachers). Student epochs and trial time are summed "
+             "epoch. A cell counts only the teachers it trained itself (later cells, and later searches sharing "
+             "the pool, reuse earlier ones' teachers). Student epochs and trial time are summed "
              "over the cell's trials; a trial's time includes the teachers it trained and its soft-label store.")
-    write_result("lastfm_sweep", "Last.FM sweeps on Ray vs the paper's Table 3", body)
-
+    write_result(result_name(search), f"Last.FM sweep on Ray ({search}) vs the paper's Table 3", body)
 
 if __name__ == "__main__":
     main()
