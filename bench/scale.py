@@ -10,7 +10,7 @@ soft-label store (m = 2 teachers; the second teacher is a copy, since only the s
 build time matter here), one CSRec student epoch, one full-ranking test pass.  Nothing holds a
 dense sequences × items matrix: training scores one batch of targets at a time, the store keeps
 m·d floats per row, evaluation ranks a bounded chunk of sequences at a time.
-Writes bench/results/scale.md.
+Writes bench/results/<--output>.md (default scale.md).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--mean-length", type=float, default=20.0)
     parser.add_argument("--backbone", default="gru4rec")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--output", default="scale", help="result name: bench/results/<output>.md")
     args = parser.parse_args()
     rows = []
 
@@ -73,7 +74,7 @@ def main() -> None:
     stage("one full-ranking test pass", started, f"{data.n_sequences:,} sequences × {data.n_items:,} items")
     body = markdown_table(["stage", "seconds", "peak RSS so far (MiB)", "notes"], rows)
     body += f"\n\nBackbone {args.backbone}, batch {args.batch_size} sub-sessions, device {device}."
-    write_result("scale", f"Scale: {s['interactions']:,} interactions, {s['items']:,} items", body)
+    write_result(args.output, f"Scale: {s['interactions']:,} interactions, {s['items']:,} items", body)
 
 
 if __name__ == "__main__":

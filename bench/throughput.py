@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     backbones = backbone_names() if args.backbones == "all" else args.backbones.split(",")
+    # Training picks CUDA when present (TrainConfig.device="auto"); evaluation and the store
+    # build follow it, so a GPU run times the GPU end to end.
+    device = TrainConfig().torch_device()
     rows = []
     for name in args.datasets.split(","):
         data = csrec.load_dataset(name, data_dir=args.data_dir)
@@ -62,11 +65,11 @@ def main() -> None:
             torch.manual_seed(0)
             model = build_backbone(backbone, data.n_items, data.max_len)
             train_s, valid_s = timed_epochs(model, data, args.epochs, args.warmup)
-            test = evaluate(model, data, "test")
+            test = evaluate(model, data, "test", device=device)
             student_s = ""
             if not args.no_student:
                 teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
-                store = build_store(teachers, data, "factored")
+                store = build_store(teachers, data, "factored", device=device)
                 loss = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision="auto")
                 student = build_backbone(backbone, data.n_items, data.max_len)
                 s_train, _ = timed_epochs(student, data, args.epochs, args.warmup, loss)
@@ -81,10 +84,10 @@ def main() -> None:
     inputs = rng.integers(1, args.eval_items + 1, size=(n, width)) * (np.arange(width) < lengths[:, None])
     split = EvalSplit(inputs=inputs.astype(np.int64), lengths=lengths.astype(np.int64),
                       targets=rng.integers(1, args.eval_items + 1, size=n), positive=np.ones(n, bool), true_targets=None)
-    model = build_backbone("sasrec", args.eval_items, 20)
+    model = build_backbone("sasrec", args.eval_items, 20).to(device)
     rss_before = peak_rss_mib()
     started = time.perf_counter()
-    rank_answers(model, split)
+    rank_answers(model, split, device=device)
     big_s = time.perf_counter() - started
     body = markdown_table(["dataset", "backbone", "s per train epoch", "s per valid pass", "s per epoch (train+valid)",
                            "training targets / s", "CSRec-M student s per train epoch (vs Base)", "s per test pass",
@@ -92,7 +95,7 @@ def main() -> None:
     body += (f"\n\nFull ranking over a synthetic catalogue of {args.eval_items:,} items: {n:,} sequences (SASRec) in "
              f"{big_s:.2f} s ({n / big_s:,.0f} sequences/s); peak RSS {peak_rss_mib():,.0f} MiB for the whole process "
              f"({rss_before:,.0f} MiB before this pass).\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
-             f"target; {torch.get_num_threads()} torch threads; mean of {args.epochs} epochs after {args.warmup} warm-up epoch(s). The CSRec-M student reads a factored "
+             f"target; device {device}; {torch.get_num_threads()} torch threads; mean of {args.epochs} epochs after {args.warmup} warm-up epoch(s). The CSRec-M student reads a factored "
              "store with the bfloat16 product where the CPU has native support (store_precision=auto).")
     write_result(args.output, f"Training and evaluation throughput ({args.datasets})", body)
 
