@@ -64,6 +64,19 @@ def trial_effort(path: Path) -> dict[tuple[str, str], tuple[int, float]]:
     return {key: (int(row.epochs), float(row.seconds)) for key, row in grouped.iterrows()}
 
 
+def own_pool_seconds(run: Path, summary: dict) -> str:
+    """", their training took N min in all" when the run has its own pool (a shared one mixes runs)."""
+    pool = run / "teachers"
+    if Path(str(summary.get("teacher_pool") or "")).resolve() != pool.resolve():
+        return ""
+    seconds = 0.0
+    for sidecar in pool.glob("teacher-*.json"):
+        record = json.loads(sidecar.read_text())
+        if record.get("trained"):
+            seconds += float(record.get("seconds") or 0.0)
+    return f"; their training took {seconds / 60:.0f} min of task time in all"
+
+
 def describe(config: dict) -> str:
     # Optuna's categorical m comes back as a string.
     return ", ".join(f"{SYMBOLS[k]} {float(config[k]):.3g}" for k in SEARCHED if config.get(k) is not None) or "—"
@@ -104,8 +117,13 @@ def tabulate(search: str) -> None:
     cells = summary["cells"]
     # Summed over cells, not the last invocation's totals: a resumed sweep restores finished
     # cells in a fraction of a second, so its own wall time and counts say little.
+    # The paper grid's teachers are all known up front and trained before its cells start, so
+    # its cells train none themselves: the run-level count (every teacher this run directory
+    # trained, over all its invocations) is the one to report.
+    in_cells = sum(int(c.get('teachers_trained') or 0) for c in cells)
+    teachers = max(in_cells, int(summary.get("teachers_trained") or 0))
     notes.append(f"{search}: {sum(c['trials_run'] for c in cells)} trials, "
-                 f"{sum(int(c.get('teachers_trained') or 0) for c in cells)} teachers trained, "
+                 f"{teachers} teachers trained ({teachers - in_cells} before the cells started{own_pool_seconds(path.parent, summary)}), "
                  f"{sum(e[0] for e in effort.values()):,} student epochs, "
                  f"{sum(e[1] for e in effort.values()) / 3600:.1f} h of trial time "
                  f"({path.parent.relative_to(ROOT)}; the last invocation took {summary.get('wall_s', 0):.0f} s)")
