@@ -35,6 +35,25 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def current_rss_mib() -> float:
+    """Resident memory now (Linux), as opposed to ``peak_rss_mib``'s high-water mark."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def random_eval_split(n: int, n_items: int, width: int = 19, seed: int = 0):
+    """``n`` random sequences of 3..``width`` items over a catalogue of ``n_items`` (full-ranking cost tests)."""
+    import numpy as np
+
+    from csrec.data import EvalSplit
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, width + 1, size=n)
+    inputs = rng.integers(1, n_items + 1, size=(n, width)) * (np.arange(width) < lengths[:, None])
+    return EvalSplit(inputs=inputs.astype(np.int64), lengths=lengths.astype(np.int64),
+                     targets=rng.integers(1, n_items + 1, size=n), positive=np.ones(n, bool), true_targets=None)
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -23,33 +23,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import DEFAULT_DATA_DIR, markdown_table, peak_rss_mib, write_result  # noqa: E402
-
-
-def current_rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
+from common import (DEFAULT_DATA_DIR, current_rss_mib, markdown_table, peak_rss_mib,  # noqa: E402
+                    random_eval_split, write_result)
 
 
 def one_case(dataset: str, backbone: str, args: argparse.Namespace) -> dict:
     import csrec
-    from csrec.data import EvalSplit
     from csrec.evaluation import evaluate, rank_answers
     from csrec.models import build_backbone
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     if dataset == "synthetic":
-        n, width, n_items = args.synthetic_sequences, 19, args.synthetic_items
-        rng = np.random.default_rng(0)
-        lengths = rng.integers(3, width + 1, size=n)
-        inputs = rng.integers(1, n_items + 1, size=(n, width)) * (np.arange(width) < lengths[:, None])
-        split = EvalSplit(inputs=inputs.astype(np.int64), lengths=lengths.astype(np.int64),
-                          targets=rng.integers(1, n_items + 1, size=n), positive=np.ones(n, bool), true_targets=None)
-        model = build_backbone(backbone, n_items, width + 1).to(device)
+        n, n_items = args.synthetic_sequences, args.synthetic_items
+        split = random_eval_split(n, n_items)
+        model = build_backbone(backbone, n_items, 20).to(device)
 
         def run() -> None:
             rank_answers(model, split, device=device)

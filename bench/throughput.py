@@ -25,8 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
-from common import DEFAULT_DATA_DIR, markdown_table, peak_rss_mib, write_result  # noqa: E402
-from csrec.data.dataset import EvalSplit  # noqa: E402
+from common import DEFAULT_DATA_DIR, markdown_table, peak_rss_mib, random_eval_split, write_result  # noqa: E402
 from csrec.evaluation import evaluate, rank_answers  # noqa: E402
 from csrec.methods import build_store  # noqa: E402
 from csrec.methods.run import SoftLabelLoss  # noqa: E402
@@ -78,12 +77,8 @@ def main() -> None:
                          f"{data.n_train_targets / train_s:,.0f}", student_s, f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
             print(rows[-1], flush=True)
     # Full ranking over a large synthetic catalogue: memory stays bounded by the chunk size.
-    n, width = args.eval_sequences, 19
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, width + 1, size=n)
-    inputs = rng.integers(1, args.eval_items + 1, size=(n, width)) * (np.arange(width) < lengths[:, None])
-    split = EvalSplit(inputs=inputs.astype(np.int64), lengths=lengths.astype(np.int64),
-                      targets=rng.integers(1, args.eval_items + 1, size=n), positive=np.ones(n, bool), true_targets=None)
+    n = args.eval_sequences
+    split = random_eval_split(n, args.eval_items)
     model = build_backbone("sasrec", args.eval_items, 20).to(device)
     rss_before = peak_rss_mib()
     started = time.perf_counter()
