@@ -31,14 +31,20 @@ from csrec.methods.config import SYMBOLS  # noqa: E402
 SEARCHED = tuple(SYMBOLS)
 
 
-def run_dir(search: str) -> Path:
-    return ROOT / "runs" / f"lastfm-{search}"
+def run_name(search: str, tag: str = "") -> str:
+    return f"lastfm-{search}" + (f"-{tag}" if tag else "")
+
+
+def run_dir(search: str, tag: str = "") -> Path:
+    return ROOT / "runs" / run_name(search, tag)
 
 
 def run_sweep(search: str, args: argparse.Namespace) -> None:
     command = [sys.executable, str(ROOT / "sweeps" / "grid.py"), "--datasets", "lastfm", "--backbones", args.backbones,
                "--search", search, "--num-samples", str(args.num_samples), "--epochs", str(args.epochs),
-               "--storage-path", str(run_dir(search)), "--data-dir", args.data_dir, "--resume"]
+               "--storage-path", str(run_dir(search, args.tag)), "--data-dir", args.data_dir, "--resume"]
+    if args.methods:
+        command += ["--methods", args.methods]
     if args.grace_period is not None:
         command += ["--grace-period", str(args.grace_period)]
     if args.teacher_pool:
@@ -92,25 +98,30 @@ def main() -> None:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--teacher-pool", default=str(run_dir("optuna") / "teachers"),
                         help="one teacher pool for all the searches (default: the Optuna run's); '' for one per run")
+    parser.add_argument("--methods", default="",
+                        help="comma-separated methods, in this order (default: grid.py's, all of them)")
+    parser.add_argument("--tag", default="",
+                        help="a separate run: runs/lastfm-<search>-<tag> and bench/results/lastfm_sweep_<search>_<tag>.md")
     parser.add_argument("--tabulate-only", action="store_true", help="only read the run directories")
     args = parser.parse_args()
     for search in args.searches.split(","):
         if not args.tabulate_only:
             run_sweep(search, args)
-        tabulate(search)
+        tabulate(search, args.tag)
 
 
-def result_name(search: str) -> str:
-    # One result file per search, so tabulating one search never drops another's table.
-    return "lastfm_sweep" if search == "optuna" else f"lastfm_sweep_{search.replace('-', '_')}"
+def result_name(search: str, tag: str = "") -> str:
+    # One result file per run, so tabulating one never drops another's table.
+    name = "lastfm_sweep" if search == "optuna" else f"lastfm_sweep_{search.replace('-', '_')}"
+    return name + (f"_{tag.replace('-', '_')}" if tag else "")
 
 
-def tabulate(search: str) -> None:
+def tabulate(search: str, tag: str = "") -> None:
     rows, notes = [], []
-    path = run_dir(search) / "summary.json"
+    path = run_dir(search, tag) / "summary.json"
     if not path.is_file():
         print(f"{search}: no summary in {path.parent.relative_to(ROOT)} (not run yet); "
-              f"bench/results/{result_name(search)}.md left as it is", file=sys.stderr)
+              f"bench/results/{result_name(search, tag)}.md left as it is", file=sys.stderr)
         return
     summary = json.loads(path.read_text())
     effort = trial_effort(path.parent)
@@ -148,7 +159,8 @@ def tabulate(search: str) -> None:
              "epoch. A cell counts only the teachers it trained itself (later cells, and later searches sharing "
              "the pool, reuse earlier ones' teachers). Student epochs and trial time are summed "
              "over the cell's trials; a trial's time includes the teachers it trained and its soft-label store.")
-    write_result(result_name(search), f"Last.FM sweep on Ray ({search}) vs the paper's Table 3", body)
+    title = f"Last.FM sweep on Ray ({search}{', ' + tag if tag else ''}) vs the paper's Table 3"
+    write_result(result_name(search, tag), title, body)
 
 if __name__ == "__main__":
     main()
