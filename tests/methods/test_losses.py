@@ -182,6 +182,24 @@ def test_fused_row_cross_entropies_pass_gradcheck():
     torch.testing.assert_close(soft_rows, -(probs * log_pf).sum(-1))
 
 
+def test_fused_row_cross_entropies_in_place_backward_matches_and_refuses_a_second_pass():
+    from csrec.methods.losses import _RowCrossEntropies
+
+    probs = torch.softmax(_rand(4, 6, seed=24), -1)
+    targets = torch.tensor([1, 0, 5, 3])
+    weights = _rand(2, 4, seed=25)
+    grads = []
+    for in_place in (False, True):
+        logits = _rand(4, 6, seed=23).requires_grad_()
+        ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs, in_place)
+        (weights[0] @ ce_rows + weights[1] @ soft_rows).backward(retain_graph=True)
+        grads.append(logits.grad.clone())
+        if in_place:
+            with pytest.raises(RuntimeError, match="inplace"):
+                (weights[0] @ ce_rows).backward()
+    torch.testing.assert_close(grads[1], grads[0])
+
+
 def test_fused_row_cross_entropies_stay_exact_for_extreme_logits():
     from csrec.methods.losses import _RowCrossEntropies
 
