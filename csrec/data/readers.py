@@ -2,7 +2,8 @@
 
 Each returns a :class:`pandas.DataFrame` with integer-coded columns ``user`` and ``item`` in file
 order, plus ``rating`` (float) and ``timestamp`` (float) when the file has them.  Every problem is
-raised as :class:`csrec.errors.DataError` naming the file and, where there is one, the line.
+raised as :class:`csrec.errors.DataError` naming the file and, where there is one, the line; that
+includes a file that is not UTF-8 text (a binary file, or text in another encoding).
 
 Formats:
 
@@ -15,8 +16,11 @@ Formats:
 
 from __future__ import annotations
 
+import functools
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,53 @@ import pandas as pd
 from csrec.errors import DataError
 
 FORMATS = ("csv", "lines", "inter")
+
+
+@contextmanager
+def utf8_text(path: str | os.PathLike) -> Iterator[None]:
+    """Report a file that is not UTF-8 text as such: a one-line DataError naming the file, the
+    line and the first byte that does not decode.
+
+    Whatever else goes wrong while reading it (pandas tokenises bytes before decoding them, so a
+    binary file can first look like a malformed line) is reported as the encoding problem, which
+    is the one to fix first.  The file is scanned only on that error path.
+    """
+    try:
+        yield
+    except (UnicodeDecodeError, DataError):
+        undecodable = not_utf8_error(path)
+        if undecodable is None:
+            raise
+        raise undecodable from None
+
+
+def not_utf8_error(path: str | os.PathLike) -> DataError | None:
+    """The DataError locating the first byte of ``path`` that is not UTF-8, or None if it decodes.
+
+    Lines are decoded one at a time: a newline byte never occurs inside a multi-byte UTF-8
+    character, so a line decodes on its own exactly when it decodes as part of the file (the
+    decoder's own offset is relative to whatever chunk a reader was decoding).
+    """
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataError(
+                    f"{path}, line {line_number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                    f"{exc.start + 1} of the line): a binary file or another encoding? csrec reads UTF-8 "
+                    "CSV, one-user-per-line and RecBole .inter files"
+                )
+    return None
+
+
+def _reports_undecodable(reader):
+    @functools.wraps(reader)
+    def read(path: str | os.PathLike) -> pd.DataFrame:
+        with utf8_text(path):
+            return reader(path)
+
+    return read
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -34,7 +85,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "csv"
     if suffix == ".inter":
         return "inter"
-    first = _first_line(path)
+    with utf8_text(path):
+        first = _first_line(path)
     if "\t" in first and ":" in first:
         return "inter"
     if "," in first:
@@ -59,6 +111,7 @@ def read_interactions(path: str | os.PathLike, fmt: str | None = None) -> pd.Dat
     return frame
 
 
+@_reports_undecodable
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     raw, lines = _read_rows(path, ",")
@@ -72,6 +125,7 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     return _typed_frame(path, raw, user_col, "item_id", "rating", "timestamp", lines)
 
 
+@_reports_undecodable
 def read_atomic_inter(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     header = _first_line(path).rstrip("\n").split("\t")
@@ -92,11 +146,12 @@ def read_atomic_inter(path: str | os.PathLike) -> pd.DataFrame:
     return _typed_frame(path, raw, "user_id", "item_id", "rating", "timestamp", lines)
 
 
+@_reports_undecodable
 def read_user_lines(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for line_number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
@@ -145,7 +200,7 @@ def _read_rows(path: Path, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _first_line(path: Path) -> str:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the header
         return handle.readline()
 
 
@@ -155,6 +210,9 @@ def _is_int(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+_ARTICLE = {"integer id": "an", "number": "a"}
 
 
 def _typed_frame(
@@ -180,7 +238,7 @@ def _typed_frame(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}, line {lines[row]}: column '{source}' needs a {kind}, got {text.iloc[row]!r}"
+                f"{path}, line {lines[row]}: column '{source}' needs {_ARTICLE[kind]} {kind}, got {text.iloc[row]!r}"
             )
         out[name] = values.to_numpy(dtype=np.int64 if kind == "integer id" else np.float64)
     return pd.DataFrame(out)

@@ -165,3 +165,58 @@ def test_unknown_format_lists_valid_ones(write_file):
         read_interactions(path, "xml")
     assert str(path) in str(info.value) and "'xml'" in str(info.value)
     assert "csv, lines, inter" in str(info.value)
+
+
+# --- undecodable files ----------------------------------------------------------------------------
+UNDECODABLE = [
+    # (file name, bytes, explicit format or None, line of the first byte that is not UTF-8, that byte)
+    ("latin1.csv", "user_id,item_id,title\n1,2,ok\n1,3,café\n".encode("latin-1"), None, 3, 0xE9),
+    ("latin1.inter", "user_id:token\titem_id:token\n1\t2\n2\t\xe9\n".encode("latin-1"), None, 3, 0xE9),
+    ("latin1_header.inter", "us\xe9r_id:token\titem_id:token\n1\t2\n".encode("latin-1"), None, 1, 0xE9),
+    ("Yelp.txt", b"1 2 3\n4 5 6\n\x89PNG\r\n\x1a\n", None, 3, 0x89),
+    ("utf16.csv", "user_id,item_id\n1,2\n".encode("utf-16"), None, 1, 0xFF),
+    # No known suffix: format detection reads the first line and must report it the same way.
+    ("archive", b"\x1f\x8b\x08\x00" + bytes(range(256)), None, 1, 0x8B),
+    # An explicit format skips detection; each reader reports on its own.
+    ("archive.bin", b"\x1f\x8b\x08\x00" + bytes(range(256)), "csv", 1, 0x8B),
+    ("archive.bin", b"\x1f\x8b\x08\x00" + bytes(range(256)), "lines", 1, 0x8B),
+    ("archive.bin", b"\x1f\x8b\x08\x00" + bytes(range(256)), "inter", 1, 0x8B),
+]
+
+
+@pytest.mark.parametrize(
+    "name, payload, fmt, line, byte", UNDECODABLE, ids=[f"{c[0]}-{c[2]}" for c in UNDECODABLE]
+)
+def test_undecodable_file_is_a_one_line_error_naming_file_and_line(tmp_path, name, payload, fmt, line, byte):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(DataError) as info:
+        read_interactions(path, fmt)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line {line}: not UTF-8 text (byte 0x{byte:02x} ")
+    assert "\n" not in message
+    assert info.value.__suppress_context__  # no UnicodeDecodeError chained into a traceback
+
+
+def test_every_reader_reports_undecodable_files_itself(tmp_path):
+    from csrec.data.readers import read_atomic_inter, read_csv, read_user_lines
+
+    path = tmp_path / "binary.dat"
+    path.write_bytes(b"\x00\xff\xfe\x00" * 8)
+    for reader in (read_csv, read_user_lines, read_atomic_inter, detect_format):
+        with pytest.raises(DataError, match=r"binary\.dat, line 1: not UTF-8 text \(byte 0xff at byte 2 "):
+            reader(path)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("bom.csv", "user_id,item_id\n1,2\n1,3\n"),
+        ("bom.inter", "user_id:token\titem_id:token\n1\t2\n1\t3\n"),
+        ("bom.txt", "1 2 3\n"),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert read_interactions(path).to_dict("list") == {"user": [1, 1], "item": [2, 3]}
