@@ -20,12 +20,16 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
 from csrec.evaluation import evaluate
+from csrec.methods.losses import fused_student_loss
 from csrec.models.base import SequentialRecommender
+from csrec.models.precision import autocast, resolve_precision
+
+
+TRAIN_PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -38,6 +42,10 @@ class TrainConfig:
     select_metric: str = "ndcg@10"  # validation metric that picks the best epoch
     seed: int = 2022
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # auto | bf16 | fp32: bf16 autocasts the training step's matrix products (float32 weights,
+    # optimiser state and loss reductions; evaluation always scores in float32); auto = bf16
+    # where the device multiplies bfloat16 natively (csrec.models.precision), else fp32.
+    precision: str = "fp32"
     grad_clip: float | None = None
     progress: bool = True
 
@@ -47,6 +55,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
         from csrec.metrics import summarize
@@ -59,6 +69,10 @@ class TrainConfig:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def resolved_precision(self) -> str:
+        """``"bf16"`` or ``"fp32"`` on this config's device."""
+        return resolve_precision(self.precision, self.torch_device())
 
 
 @dataclass
@@ -78,8 +92,7 @@ class LossFunction(Protocol):
 def cross_entropy_loss(model: SequentialRecommender, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     """ℓ_ce: softmax cross-entropy of every next-item target over all real items (Base)."""
     reps, targets = model.training_representations(batch.inputs, batch.targets)
-    loss = F.cross_entropy(model.item_scores(reps), targets - 1)
-    logs = {"ce": float(loss.detach())}
+    loss, logs, _ = fused_student_loss(model.item_scores(reps), targets - 1, beta=0.0)
     extra = model.extra_loss()
     if extra is not None:
         loss = loss + extra
@@ -162,6 +175,7 @@ def train_model(
     """
     config.validate()
     device = config.torch_device()
+    precision = config.resolved_precision()
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -181,7 +195,8 @@ def train_model(
         total, count = 0.0, 0
         extra_sums: dict[str, float] = {}
         for batch in batches.batches(rng):
-            loss, logs = loss_fn(model, batch)
+            with autocast(precision, device):  # the forward only; backward follows its dtypes
+                loss, logs = loss_fn(model, batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

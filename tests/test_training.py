@@ -135,11 +135,59 @@ def test_patience_zero_never_stops(small_data):
     assert 1 <= outcome.best_epoch <= 3
 
 
-def test_training_lowers_the_loss(small_data):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_lowers_the_loss(small_data, precision):
     model = _small_model(small_data)
-    config = TrainConfig(epochs=4, batch_size=32, lr=0.01, patience=0, device="cpu", progress=False)
+    config = TrainConfig(epochs=4, batch_size=32, lr=0.01, patience=0, device="cpu", progress=False, precision=precision)
     losses = [h.train_loss for h in train_model(model, small_data, config).history]
+    assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_bf16_step_runs_the_products_in_bfloat16_and_keeps_float32_state(small_data, name):
+    """Mixed precision: bfloat16 logits inside the step, float32 weights, gradients and optimiser state."""
+    torch.manual_seed(0)
+    model = build_backbone(name, small_data.n_items, small_data.max_len)
+    seen = []
+
+    def loss_fn(model, batch):
+        reps, targets = model.training_representations(batch.inputs, batch.targets)
+        seen.append(model.item_scores(reps).dtype)
+        return cross_entropy_loss(model, batch)
+
+    config = TrainConfig(epochs=1, batch_size=64, patience=0, device="cpu", progress=False, precision="bf16")
+    outcome = train_model(model, small_data, config, loss_fn)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert math.isfinite(outcome.history[0].train_loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # Evaluation scores in float32 whatever the training precision: its ranks are the float32 ones.
+    reps = model.last_representation(torch.tensor([[1, 2, 3]]), torch.tensor([3]))
+    assert model.item_scores(reps).dtype == torch.float32
+
+
+def test_bf16_training_stays_close_to_fp32_and_is_repeatable(small_data):
+    results = {}
+    for precision in ("fp32", "bf16", "bf16"):
+        model = _small_model(small_data)
+        config = TrainConfig(epochs=3, batch_size=32, lr=0.01, patience=0, seed=3, device="cpu", progress=False,
+                             precision=precision)
+        history = train_model(model, small_data, config).history
+        results.setdefault(precision, []).append([h.train_loss for h in history])
+    fp32, (bf16, bf16_again) = results["fp32"][0], results["bf16"]
+    assert bf16 == bf16_again  # same seed, same numbers
+    assert bf16 != fp32  # it really ran in reduced precision
+    assert all(abs(a - b) <= 0.02 * abs(a) for a, b in zip(fp32, bf16))
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from csrec.models import precision
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "native_bfloat16", lambda device, native=native: native)
+        assert TrainConfig(precision="auto", device="cpu").resolved_precision() == expected
+    assert TrainConfig(precision="fp32", device="cpu").resolved_precision() == "fp32"
+    assert TrainConfig(precision="bf16", device="cpu").resolved_precision() == "bf16"
 
 
 def test_progress_goes_to_stderr(small_data, capsys):
@@ -152,7 +200,8 @@ def test_progress_goes_to_stderr(small_data, capsys):
 
 @pytest.mark.parametrize(
     "overrides, fragment",
-    [(dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr"), (dict(patience=-1), "patience")],
+    [(dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr"), (dict(patience=-1), "patience"),
+     (dict(precision="fp16"), "precision")],
 )
 def test_bad_train_config(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):

@@ -7,19 +7,30 @@ the authors' code carries (and drops before each KL) never enters.
 * :func:`student_loss` — Eq. 20: (1 − β) ℓ_ce + β KL.  ``direction="code"`` (default) is the
   authors' KL(r ‖ P_f), which produced the published numbers; ``"paper"`` is Eq. 20's
   KL(P_f ‖ r).  Both use batch-mean reduction, untempered student logits and no T² factor.
+* :func:`fused_student_loss` — Eq. 19–20 (code direction) and Base's cross-entropy in one
+  chunked pass that never materialises r, the teachers' probabilities or the student's softmax.
 * :func:`robust_teacher_loss` — Eq. 17–18 for CSRec-T's main teacher g1, with the paper's α
   (the authors' ``dvae_alpha`` is 1 − α).
 * :func:`popularity_logits` — SoftRec's prior: training counts scaled linearly to [−5, 5].
+
+Every softmax, log-softmax and reduction runs in float32 whatever the logits' dtype (bfloat16
+under mixed precision, csrec.models.precision).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 KL_DIRECTIONS = ("code", "paper")
+
+
+def widen(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 if it is a 16-bit float (autocast products), else as it is (float64 stays)."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
 
 
 def soft_label(teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,7 +61,7 @@ def student_loss(
     """Eq. 20: ℓ_s = (1 − β) ℓ_ce + β KL, over rows of ``student_logits`` [N, n_items]."""
     if direction not in KL_DIRECTIONS:
         raise ValueError(f"unknown KL direction {direction!r}; valid: {', '.join(KL_DIRECTIONS)}")
-    log_pf = F.log_softmax(student_logits, dim=-1)
+    log_pf = F.log_softmax(widen(student_logits), dim=-1)  # float32 at least, whatever the logits' dtype
     ce = F.nll_loss(log_pf, targets)
     if beta == 0.0:
         return ce, {"ce": float(ce.detach())}
@@ -67,49 +78,10 @@ def student_loss(
     return loss, {"ce": float(ce.detach()), "kl": float(kl.detach())}
 
 
-class _RowCrossEntropies(torch.autograd.Function):
-    """Per-row CE(z, i) and CE(z, p) (p a fixed distribution) in a few fused passes over z.
-
-    Forward: one softmax (kept for the backward), two value-only row maxima and a row-wise dot
-    product.  Backward, for upstream row gradients a (of CE(z, i)) and b (of CE(z, p)):
-    ∂/∂z = (a + b·Σp)·softmax(z) − a·onehot(i) − b·p.  The plain autograd graph (log_softmax,
-    p·log P_f, their sums and backward) makes about three times as many passes over the
-    [N, n_items] logits, which dominate a student's step.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets, probs, backward_in_place=False):
-        softmax = torch.softmax(logits, dim=-1)
-        # log-sum-exp from the row's largest probability, which sits at the largest logit (softmax
-        # is monotone) and is ≥ 1/|I|, so its log is exact: lse = max z − log max softmax.  Two
-        # value-only maxima are about 10× cheaper on CPU than one max with indices, and cheaper
-        # than the extra exp pass of logsumexp; the softmax itself is the backward's.
-        lse = logits.amax(dim=-1) - softmax.amax(dim=-1).log()
-        ce_rows = lse - logits.gather(1, targets.unsqueeze(1)).squeeze(1)
-        p_sum = probs.sum(-1)
-        soft_rows = lse * p_sum - torch.linalg.vecdot(probs, logits)
-        ctx.save_for_backward(softmax, targets, probs, p_sum)
-        ctx.backward_in_place = backward_in_place
-        return ce_rows, soft_rows
-
-    @staticmethod
-    def backward(ctx, grad_ce, grad_soft):
-        softmax, targets, probs, p_sum = ctx.saved_tensors
-        zeros = softmax.new_zeros(len(softmax))
-        a = grad_ce if grad_ce is not None else zeros
-        b = grad_soft if grad_soft is not None else zeros
-        scale = (a + b * p_sum).unsqueeze(1)
-        # In place saves a [rows × items] allocation per step; only for a single backward (a
-        # second one through this graph is then refused by autograd's version check).
-        grad = softmax.mul_(scale) if ctx.backward_in_place else softmax * scale
-        grad.addcmul_(probs, b.unsqueeze(1), value=-1.0)
-        grad.scatter_add_(1, targets.unsqueeze(1), -a.unsqueeze(1))
-        return grad, None, None, None
-
-
 def soft_label_self_information(teacher_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Σ_j r_j log r_j per row for r of Eq. 19 (the constant part of KL(r ‖ P_f)), without forming r."""
     with torch.no_grad():
+        teacher_probs = widen(teacher_probs)
         p_target = 0.5 * teacher_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
         r_target = p_target + 0.5
         # Every column at ½p_j, i.e. ½ Σ p log p − ½ log 2 · Σ p, then the target column's ½p_i
@@ -117,6 +89,120 @@ def soft_label_self_information(teacher_probs: torch.Tensor, targets: torch.Tens
         return (0.5 * torch.special.xlogy(teacher_probs, teacher_probs).sum(-1)
                 - 0.5 * math.log(2.0) * teacher_probs.sum(-1)
                 - torch.special.xlogy(p_target, p_target) + torch.special.xlogy(r_target, r_target))
+
+
+#: Float32 elements of one row chunk of the fused loss: 4 MiB, so a chunk's softmaxes stay in the
+#: last-level cache between the passes that read them instead of streaming [rows × items] tensors
+#: through memory (1M–16M elements per chunk measured within a few percent of each other).
+FUSED_CHUNK_ELEMENTS = 1 << 20
+
+TeacherProbs = Callable[[int, int], torch.Tensor]
+
+
+class _FusedSoftLabelLoss(torch.autograd.Function):
+    """mean over rows of (1 − β/2)·CE(z, i) + (β/2)·CE(z, p), its gradient formed in the forward.
+
+    ``teacher_probs(lo, hi)`` returns the teachers' distribution p for rows lo..hi (None: β = 0,
+    plain cross-entropy).  Rows are processed in chunks: each chunk's student softmax and p are
+    computed in float32, used for the loss, the closed-form gradient
+    ∂/∂z = [(1 − β/2)·(softmax(z) − onehot(i)) + (β/2)·(Σp·softmax(z) − p)] / N
+    and (if asked) Σ r log r, then dropped.  Only that gradient, in the logits' dtype (bfloat16
+    under mixed precision), is kept for the backward, so neither the teachers' [rows × items]
+    probabilities nor the student's softmax is ever materialised whole.  The backward is a
+    scaling of the kept gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, beta, teacher_probs, self_information, chunk_rows):
+        n, n_items = logits.shape
+        w_hard, w_soft = 1.0 - 0.5 * beta, 0.5 * beta
+        grad = torch.empty_like(logits)
+        wide = widen(logits[:0]).dtype  # float32, or float64 for float64 logits
+        ce_rows = torch.empty(n, dtype=wide, device=logits.device)
+        soft_rows = torch.zeros(n, dtype=wide, device=logits.device)
+        r_log_r = torch.zeros(n, dtype=wide, device=logits.device) if self_information else None
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            for lo in range(0, n, chunk_rows):
+                hi = min(n, lo + chunk_rows)
+                z = widen(logits[lo:hi])
+                rows_targets = targets[lo:hi].unsqueeze(1)
+                softmax = torch.softmax(z, dim=-1)
+                # log-sum-exp from the row's largest probability, which sits at the largest logit
+                # (softmax is monotone) and is ≥ 1/|I|, so its log is exact: lse = max z − log max
+                # softmax.  Two value-only maxima are about 10× cheaper on CPU than one max with
+                # indices, and cheaper than logsumexp's extra exp pass.
+                lse = z.amax(dim=-1) - softmax.amax(dim=-1).log()
+                ce_rows[lo:hi] = lse - z.gather(1, rows_targets).squeeze(1)
+                if teacher_probs is None:
+                    softmax.mul_(w_hard / n)
+                else:
+                    probs = teacher_probs(lo, hi).to(wide)
+                    p_sum = probs.sum(-1)
+                    soft_rows[lo:hi] = lse * p_sum - torch.linalg.vecdot(probs, z)
+                    if r_log_r is not None:
+                        r_log_r[lo:hi] = soft_label_self_information(probs, rows_targets.squeeze(1))
+                    softmax.mul_(((w_hard + w_soft * p_sum) / n).unsqueeze(1))
+                    softmax.add_(probs, alpha=-w_soft / n)
+                softmax.scatter_add_(1, rows_targets, softmax.new_full(rows_targets.shape, -w_hard / n))
+                grad[lo:hi] = softmax
+        loss = (w_hard * ce_rows + w_soft * soft_rows).mean()
+        ctx.save_for_backward(grad)
+        outputs = (ce_rows, soft_rows) if r_log_r is None else (ce_rows, soft_rows, r_log_r)
+        ctx.mark_non_differentiable(*outputs)
+        return (loss, *outputs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, *unused):
+        (grad,) = ctx.saved_tensors
+        # A loss that is backpropagated as is (the training step) gets the kept gradient itself,
+        # no [rows × items] copy; any other upstream gradient scales a copy, so repeated
+        # backward passes (gradcheck, retain_graph) stay correct.
+        if bool(grad_loss == 1.0):
+            return grad, None, None, None, None, None
+        return grad * grad_loss.to(grad.dtype), None, None, None, None, None
+
+
+def fused_student_loss(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    beta: float,
+    teacher_probs: TeacherProbs | None = None,
+    r_log_r: torch.Tensor | None = None,
+    chunk_elements: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """Eq. 19–20 (code direction) in row chunks; Base's cross-entropy when ``teacher_probs`` is None.
+
+    For the code's KL(r ‖ P_f) with r = ½(p + onehot(i)) (Eq. 19):
+    KL = Σ_j r_j log r_j − ½ Σ_j p_j log P_f(j) − ½ log P_f(i).  The first term does not depend
+    on the student; the rest is a cross-entropy against p plus half the one-hot CE, so
+    ℓ_s = (1 − β/2)·CE(i) + (β/2)·CE(p) + β·Σ r log r.  ``teacher_probs(lo, hi)`` yields p for
+    rows lo..hi (the teachers' tempered softmax, computed chunk by chunk, never whole).
+    ``r_log_r`` are the rows' cached Σ r log r; when None they are computed from p on the way
+    and returned as the third value (for the caller to cache).  Everything after the logits is
+    float32 whatever their dtype; the gradient comes back in the logits' dtype.
+    """
+    if student_logits.dim() != 2:
+        raise ValueError(f"student logits must be [rows, items], got shape {tuple(student_logits.shape)}")
+    n, n_items = student_logits.shape
+    if n == 0:
+        raise ValueError("the fused student loss needs at least one row")
+    if teacher_probs is None:
+        beta = 0.0
+    chunk_rows = max(1, (chunk_elements or FUSED_CHUNK_ELEMENTS) // max(n_items, 1))
+    compute = teacher_probs is not None and beta > 0.0 and r_log_r is None
+    outputs = _FusedSoftLabelLoss.apply(student_logits, targets, float(beta), teacher_probs if beta > 0.0 else None,
+                                        compute, chunk_rows)
+    loss, ce_rows, soft_rows = outputs[:3]
+    if compute:
+        r_log_r = outputs[3]
+    ce = float(ce_rows.mean())
+    if beta == 0.0:
+        return loss, {"ce": ce}, r_log_r
+    r_log_r = r_log_r.to(loss.device, loss.dtype)
+    loss = loss + beta * r_log_r.mean()
+    kl = float((r_log_r + 0.5 * soft_rows + 0.5 * ce_rows).mean())
+    return loss, {"ce": ce, "kl": kl}, r_log_r
 
 
 def student_loss_from_teacher_probs(
@@ -129,25 +215,14 @@ def student_loss_from_teacher_probs(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 19–20 from softmax(e / T) without materialising r; equals ``student_loss`` with r.
 
-    For the code's KL(r ‖ P_f) with r = ½(p + onehot(i)) (Eq. 19):
-    KL = Σ_j r_j log r_j − ½ Σ_j p_j log P_f(j) − ½ log P_f(i).  The first term does not depend
-    on the student (:func:`soft_label_self_information`; pass it as ``r_log_r`` when it is cached
-    per row); the rest is a cross-entropy against p plus half the one-hot CE, so
-    ℓ_s = (1 − β/2)·CE(i) + (β/2)·CE(p) + β·Σ r log r, with both cross-entropies from one fused
-    function (:class:`_RowCrossEntropies`).  The paper's direction needs log r itself and falls
-    back to :func:`student_loss`.
+    The code direction runs :func:`fused_student_loss` over the given probabilities; the paper's
+    direction needs log r itself and falls back to :func:`student_loss`.
     """
     if direction != "code" or beta == 0.0:
         return student_loss(student_logits, targets, soft_label_from_probs(teacher_probs, targets), beta, direction)
-    probs = teacher_probs.detach().to(student_logits.dtype)
-    ce_rows, soft_ce_rows = _RowCrossEntropies.apply(student_logits, targets, probs, True)
-    if r_log_r is None:
-        r_log_r = soft_label_self_information(probs, targets)
-    r_log_r = r_log_r.to(student_logits.dtype)
-    ce = ce_rows.mean()
-    kl = (r_log_r + 0.5 * soft_ce_rows.detach() + 0.5 * ce_rows.detach()).mean()
-    loss = ((1.0 - beta) * ce_rows + beta * (0.5 * soft_ce_rows + 0.5 * ce_rows)).mean() + beta * r_log_r.mean()
-    return loss, {"ce": float(ce.detach()), "kl": float(kl)}
+    probs = teacher_probs.detach()
+    loss, logs, _ = fused_student_loss(student_logits, targets, beta, lambda lo, hi: probs[lo:hi], r_log_r)
+    return loss, logs
 
 
 def relaxed_expectation(
@@ -157,7 +232,7 @@ def relaxed_expectation(
 
     ``h_rows`` [N, n_items] = h̃_{i,·} for each row's observed item i; ``h_column_max`` [n_items].
     """
-    inner = F.softplus(-h_rows) + math.log(n_items) + h_column_max.unsqueeze(0)
+    inner = F.softplus(-widen(h_rows)) + math.log(n_items) + widen(h_column_max).unsqueeze(0)
     return (inner * g1_probs).sum(-1).mean()
 
 
@@ -180,8 +255,9 @@ def robust_teacher_loss(
     ``g2_logits`` come from the frozen side teacher (no gradient reaches g2).  Pass
     ``h_rows=None`` to drop the expectation term (the paper's Fig. 10 ablation).
     """
-    log_g1 = F.log_softmax(g1_logits, dim=-1)
-    log_g2 = F.log_softmax(g2_logits.detach(), dim=-1)
+    # Float32 whatever the logits' dtype (bfloat16 products under mixed precision).
+    log_g1 = F.log_softmax(widen(g1_logits), dim=-1)
+    log_g2 = F.log_softmax(widen(g2_logits.detach()), dim=-1)
     ce = F.nll_loss(log_g1, targets)
     kl_21 = kl_divergence(log_g2, log_g1)  # KL(P_g2 ‖ P_g1)
     kl_12 = kl_divergence(log_g1, log_g2)  # KL(P_g1 ‖ P_g2)

@@ -16,7 +16,7 @@ import torch
 
 from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
-from csrec.methods.losses import popularity_logits, soft_label_self_information, student_loss_from_teacher_probs
+from csrec.methods.losses import fused_student_loss, popularity_logits, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
@@ -37,7 +37,12 @@ class MethodOutcome:
 
 
 class SoftLabelLoss:
-    """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row."""
+    """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row.
+
+    For the code's KL direction the teachers' tempered softmax is read chunk by chunk inside the
+    fused loss (:func:`fused_student_loss`), so no [rows × items] teacher tensor exists at once;
+    ``precision`` is the store product's arithmetic (csrec.models.precision spellings).
+    """
 
     def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code",
                  precision: str = "float32"):
@@ -52,24 +57,31 @@ class SoftLabelLoss:
     def __call__(self, model: SequentialRecommender, batch: Batch):
         reps, targets = model.training_representations(batch.inputs, batch.targets)
         logits = model.item_scores(reps)
-        started = time.perf_counter()
-        with torch.no_grad():
-            probs = self.store.teacher_probs(batch.rows, self.temperature, self.precision)
-            r_log_r = self._self_information(batch.rows, probs, targets - 1)
-        self.seconds_reading += time.perf_counter() - started
-        loss, logs = student_loss_from_teacher_probs(logits, targets - 1, probs, self.beta, self.direction, r_log_r)
+        columns = targets - 1
+        if self.direction == "code" and self.beta > 0.0:
+            rows = batch.rows
+            cpu_rows = rows.cpu()
+            known = bool(self._r_log_r_known[cpu_rows].all())
+            cached = self._r_log_r[cpu_rows].to(device=logits.device, dtype=torch.float32) if known else None
+            loss, logs, r_log_r = fused_student_loss(logits, columns, self.beta, self._reader(rows), cached)
+            if not known:
+                self._r_log_r[cpu_rows] = r_log_r.double().cpu()
+                self._r_log_r_known[cpu_rows] = True
+        else:  # the paper's KL direction needs log r: whole soft labels, then the plain loss
+            with torch.no_grad():
+                probs = self._reader(batch.rows)(0, len(batch.rows))
+            loss, logs = student_loss_from_teacher_probs(logits, columns, probs, self.beta, self.direction)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
 
+    def _reader(self, rows: torch.Tensor):
+        def teacher_probs(lo: int, hi: int) -> torch.Tensor:
+            started = time.perf_counter()
+            probs = self.store.teacher_probs(rows[lo:hi], self.temperature, self.precision)
+            self.seconds_reading += time.perf_counter() - started
+            return probs
 
-    def _self_information(self, rows: torch.Tensor, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        cpu_rows = rows.cpu()
-        todo = ~self._r_log_r_known[cpu_rows]
-        if bool(todo.any()):
-            fresh = soft_label_self_information(probs[todo.to(probs.device)], targets[todo.to(targets.device)])
-            self._r_log_r[cpu_rows[todo]] = fresh.double().cpu()
-            self._r_log_r_known[cpu_rows[todo]] = True
-        return self._r_log_r[cpu_rows].to(probs.device)
+        return teacher_probs
 
 
 def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool) -> tuple[SoftLabelStore, list[dict]]:
@@ -123,7 +135,9 @@ def run_method(
             soft_label_seconds = time.perf_counter() - started
         if store.n_rows != data.n_train_targets:
             raise ValueError(f"soft-label store has {store.n_rows} rows but the data has {data.n_train_targets} training targets")
-        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction, method.store_precision)
+        # The store's product follows the training precision unless the method pins its own.
+        store_precision = config.train.precision if method.store_precision == "auto" else method.store_precision
+        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction, store_precision)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())

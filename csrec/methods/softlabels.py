@@ -32,27 +32,9 @@ import torch
 from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.models.base import SequentialRecommender
+from csrec.models.precision import PRECISIONS, compute_dtype, full_precision
 
 MODES = ("factored", "dense", "topk", "prior")
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices natively (faster than float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:  # private but stable helpers; without them, assume no native support
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16(device) else "float32"
-    return precision
 
 
 @dataclass
@@ -97,10 +79,16 @@ class SoftLabelStore:
         ensemble): ``"float32"``, ``"bfloat16"`` (inputs rounded to bfloat16, float32
         accumulation; about 3× faster on CPUs with AVX512-BF16/AMX and on recent GPUs, mean KL
         error ~1e-5 nats at T = 1 on Last.FM), or ``"auto"`` (bfloat16 where the hardware has
-        native support, else float32; a fixed property of the machine, so runs stay repeatable).
+        native support, else float32; a fixed property of the machine, so runs stay repeatable);
+        ``"fp32"`` / ``"bf16"`` are accepted too (csrec.models.precision).  The softmax is float32
+        either way, and an enclosing autocast does not change the arithmetic chosen here.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"unknown soft-label precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        with full_precision(rows.device):
+            return self._teacher_probs(rows, temperature, precision)
+
+    def _teacher_probs(self, rows: torch.Tensor, temperature: float, precision: str) -> torch.Tensor:
         device = rows.device
         ensemble = self.meta.get("ensemble", "logits")
         if self.mode == "prior":
@@ -113,7 +101,7 @@ class SoftLabelStore:
             reps = self._tensor("reps", device)[:, rows]  # [m, N, d]
             m, n, d = reps.shape
             joint = reps.permute(1, 0, 2).reshape(n, m * d).float() * (1.0 / (m * temperature))
-            dtype = torch.bfloat16 if resolve_precision(precision, device) == "bfloat16" else torch.float32
+            dtype = compute_dtype(precision, device)
             table, bias = self._joint_table(device, dtype)
             logits = joint.to(dtype) @ table.T
             if bias is not None:

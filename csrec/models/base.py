@@ -94,7 +94,8 @@ class SequentialRecommender(nn.Module):
         """
         logits = representation @ self.output_table()[1:].t()
         bias = self.output_bias()
-        return logits if bias is None else logits + bias[1:]
+        # In the product's dtype: under mixed precision the [rows × items] logits stay bfloat16.
+        return logits if bias is None else logits + bias[1:].to(logits.dtype)
 
     def score(self, representation: torch.Tensor) -> torch.Tensor:
         """Logits over all item ids (column 0 is padding): [..., d] -> [..., n_items + 1]."""

@@ -270,10 +270,13 @@ class BERT4Rec(SequentialRecommender):
         attn_mask[:, :, 0] |= segment == 0
         hidden = self._transform(packed, positions, attn_mask.unsqueeze(1))
         rows = torch.arange(half, device=device)
-        out = hidden.new_empty(N, hidden.shape[-1])
-        out[first] = self._head(hidden[rows, size_a - 1])
+        head_a = self._head(hidden[rows, size_a - 1])
         paired = rows[: len(second)]
-        out[second] = self._head(hidden[paired, size_a[paired] + size_b[paired] - 1])
+        head_b = self._head(hidden[paired, size_a[paired] + size_b[paired] - 1])
+        # The head's dtype, which is bfloat16 under mixed precision (its last op is a product).
+        out = head_a.new_empty(N, head_a.shape[-1])
+        out[first] = head_a
+        out[second] = head_b.to(out.dtype)
         return out
 
     # --- Cloze ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from csrec.methods.losses import (
     exact_expectation,
+    fused_student_loss,
     popularity_logits,
     relaxed_expectation,
     robust_teacher_loss,
@@ -169,48 +170,125 @@ def test_student_loss_from_teacher_probs_equals_materialised_soft_label(directio
     assert all(abs(logs[k] - expected_logs[k]) < 1e-10 for k in logs)
 
 
-def test_fused_row_cross_entropies_pass_gradcheck():
-    from csrec.methods.losses import _RowCrossEntropies
+def _teacher(probs):
+    return lambda lo, hi: probs[lo:hi]
 
+
+def _brute_fused(logits, targets, probs, beta):
+    """ℓ_s of Eq. 20 (code direction) row by row from log-softmax, in float64."""
+    log_pf = torch.log_softmax(logits.double(), -1)
+    ce_rows = -log_pf[torch.arange(len(targets)), targets]
+    soft_rows = -(probs.double() * log_pf).sum(-1)
+    labels = soft_label_from_probs(probs.double(), targets)
+    r_log_r = torch.special.xlogy(labels, labels).sum(-1)
+    loss = ((1 - beta / 2) * ce_rows + (beta / 2) * soft_rows + beta * r_log_r).mean()
+    return loss, ce_rows, soft_rows, r_log_r
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 12, 1 << 20])  # one row, two rows, all rows per chunk
+@pytest.mark.parametrize("beta", [0.3, 1.0])
+def test_fused_student_loss_matches_brute_force_in_any_chunking(chunk_elements, beta):
+    logits = _rand(5, 6, seed=21, scale=2.0).requires_grad_()
+    probs = torch.softmax(_rand(5, 6, seed=22, scale=3.0), -1)
+    targets = torch.tensor([5, 0, 2, 2, 4])
+    want, ce_rows, soft_rows, r_log_r = _brute_fused(logits, targets, probs, beta)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    got, logs, got_r_log_r = fused_student_loss(logits, targets, beta, _teacher(probs), chunk_elements=chunk_elements)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got_r_log_r, r_log_r, rtol=0, atol=1e-12)  # returned for the caller's cache
+    ce_rows, soft_rows, r_log_r = ce_rows.detach(), soft_rows.detach(), r_log_r.detach()
+    assert logs["ce"] == pytest.approx(float(ce_rows.mean()), abs=1e-12)
+    assert logs["kl"] == pytest.approx(float((r_log_r + 0.5 * soft_rows + 0.5 * ce_rows).mean()), abs=1e-12)
+
+
+def test_fused_student_loss_passes_gradcheck_and_uses_cached_self_information():
     logits = _rand(4, 6, seed=21).requires_grad_()
     probs = torch.softmax(_rand(4, 6, seed=22), -1)
     targets = torch.tensor([5, 0, 2, 2])
-    assert torch.autograd.gradcheck(lambda z: _RowCrossEntropies.apply(z, targets, probs), (logits,))
-    ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs)
-    log_pf = torch.log_softmax(logits, -1)
-    torch.testing.assert_close(ce_rows, -log_pf[torch.arange(4), targets])
-    torch.testing.assert_close(soft_rows, -(probs * log_pf).sum(-1))
+    cached = _brute_fused(logits, targets, probs, 0.5)[3]
+    assert torch.autograd.gradcheck(
+        lambda z: fused_student_loss(z, targets, 0.5, _teacher(probs), cached, chunk_elements=12)[0], (logits,))
+    # With cached rows the teacher's Σ r log r is not recomputed (and not returned as new).
+    _, _, returned = fused_student_loss(logits, targets, 0.5, _teacher(probs), cached * 0 + 7.0)
+    assert torch.equal(returned, torch.full((4,), 7.0, dtype=torch.float64))
 
 
-def test_fused_row_cross_entropies_in_place_backward_matches_and_refuses_a_second_pass():
-    from csrec.methods.losses import _RowCrossEntropies
+def test_fused_loss_without_teacher_is_base_cross_entropy():
+    logits = _rand(6, 9, seed=41, scale=3.0).requires_grad_()
+    targets = torch.tensor([0, 8, 3, 3, 1, 7])
+    want = F.cross_entropy(logits, targets)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    got, logs, r_log_r = fused_student_loss(logits, targets, 0.0, chunk_elements=18)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=1e-12)
+    assert logs == {"ce": pytest.approx(float(want.detach()))} and r_log_r is None
 
+
+def test_fused_loss_backward_scales_with_upstream_gradient_and_survives_a_second_pass():
     probs = torch.softmax(_rand(4, 6, seed=24), -1)
     targets = torch.tensor([1, 0, 5, 3])
-    weights = _rand(2, 4, seed=25)
-    grads = []
-    for in_place in (False, True):
-        logits = _rand(4, 6, seed=23).requires_grad_()
-        ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs, in_place)
-        (weights[0] @ ce_rows + weights[1] @ soft_rows).backward(retain_graph=True)
-        grads.append(logits.grad.clone())
-        if in_place:
-            with pytest.raises(RuntimeError, match="inplace"):
-                (weights[0] @ ce_rows).backward()
-    torch.testing.assert_close(grads[1], grads[0])
+    logits = _rand(4, 6, seed=23).requires_grad_()
+    loss, _, _ = fused_student_loss(logits, targets, 0.5, _teacher(probs))
+    (3.0 * loss).backward(retain_graph=True)
+    want, *_ = _brute_fused(logits, targets, probs, 0.5)
+    (want_grad,) = torch.autograd.grad(3.0 * want, logits)
+    torch.testing.assert_close(logits.grad, want_grad, rtol=0, atol=1e-12)
+    loss.backward(retain_graph=True)  # upstream gradient 1: the kept gradient itself, unscaled
+    torch.testing.assert_close(logits.grad, want_grad * (4.0 / 3.0), rtol=0, atol=1e-12)
+    loss.backward()
+    torch.testing.assert_close(logits.grad, want_grad * (5.0 / 3.0), rtol=0, atol=1e-12)
 
 
-def test_fused_row_cross_entropies_stay_exact_for_extreme_logits():
-    from csrec.methods.losses import _RowCrossEntropies
-
+def test_fused_loss_stays_exact_for_extreme_logits():
     logits = (_rand(3, 50, seed=31) * 1000).float()  # softmax underflows to 0 almost everywhere
     probs = torch.softmax(_rand(3, 50, seed=32).float(), -1)
     targets = torch.tensor([0, 7, 49])
-    ce_rows, soft_rows = _RowCrossEntropies.apply(logits, targets, probs)
-    log_pf = torch.log_softmax(logits.double(), -1)
-    assert torch.isfinite(ce_rows).all() and torch.isfinite(soft_rows).all()
-    torch.testing.assert_close(ce_rows.double(), -log_pf[torch.arange(3), targets], rtol=1e-6, atol=1e-3)
-    torch.testing.assert_close(soft_rows.double(), -(probs.double() * log_pf).sum(-1), rtol=1e-6, atol=1e-3)
+    loss, logs, _ = fused_student_loss(logits, targets, 0.5, _teacher(probs), chunk_elements=50)
+    want, ce_rows, *_ = _brute_fused(logits.double(), targets, probs.double(), 0.5)
+    assert math.isfinite(float(loss))
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    assert logs["ce"] == pytest.approx(float(ce_rows.mean()), rel=1e-6)
+
+
+def test_fused_loss_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="rows, items"):
+        fused_student_loss(torch.zeros(6), torch.zeros(6, dtype=torch.long), 0.0)
+    with pytest.raises(ValueError, match="at least one row"):
+        fused_student_loss(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long), 0.0)
+
+
+# Mixed precision: a fixed output layer (rows × d representations against an items × d table),
+# its logits computed under bfloat16 autocast vs in float32.  bfloat16 keeps 8 significant bits
+# (relative rounding 2^-9 ≈ 0.2% per input), so the stated tolerance is 0.5% of the loss and a
+# gradient cosine above 0.999; the float32 reductions keep the error at the products' rounding.
+BF16_LOSS_RTOL = 5e-3
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_bfloat16_loss_equals_float32_loss_within_stated_tolerance(beta):
+    g = torch.Generator().manual_seed(5)
+    reps = torch.randn(300, 64, generator=g) * 0.5
+    table = (torch.randn(2000, 64, generator=g) * 0.5).requires_grad_()
+    targets = torch.randint(0, 2000, (300,), generator=g)
+    probs = torch.softmax(torch.randn(300, 2000, generator=g) * 2.0, -1)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        table.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = reps @ table.T
+            loss, logs, _ = fused_student_loss(logits, targets, beta, _teacher(probs) if beta else None,
+                                               chunk_elements=1 << 16)
+        assert logits.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+        assert loss.dtype == torch.float32  # reductions in float32 whatever the products' dtype
+        loss.backward()
+        results[precision] = (float(loss), table.grad.clone())
+    (loss32, grad32), (loss16, grad16) = results["fp32"], results["bf16"]
+    assert loss16 != loss32  # it really ran in reduced precision
+    assert abs(loss16 - loss32) <= BF16_LOSS_RTOL * abs(loss32)
+    assert float(F.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0)) > 0.999
 
 
 def test_student_loss_rejects_unknown_direction():

@@ -108,12 +108,12 @@ def test_factored_store_bfloat16_product_within_stated_error(factored, exact, te
 
 
 def test_precision_auto_follows_the_hardware(factored, monkeypatch):
-    from csrec.methods import softlabels
+    from csrec.models import precision
 
     rows = torch.arange(10)
     for native, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(softlabels, "native_bfloat16", lambda device, native=native: native)
-        assert softlabels.resolve_precision("auto", torch.device("cpu")) == expected
+        monkeypatch.setattr(precision, "native_bfloat16", lambda device, native=native: native)
+        assert precision.resolve_precision("auto", torch.device("cpu")) == precision.CANONICAL[expected]
         torch.testing.assert_close(factored.teacher_probs(rows, 3.0, "auto"), factored.teacher_probs(rows, 3.0, expected))
     with pytest.raises(ValueError, match="precision"):
         factored.teacher_probs(rows, 3.0, "float8")
@@ -285,3 +285,45 @@ def test_factored_store_with_output_biases_matches_brute_force(ensemble):
             want = (weights.double().view(-1, 1, 1) * torch.softmax(logits / temperature, -1)).sum(0) / weights.sum()
         got = store.teacher_probs(rows, temperature, "float32").double()
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+# --- the student's loss reading the store --------------------------------------------------------
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("mode", ["factored", "dense", "topk"])
+def test_soft_label_loss_reads_the_store_chunk_by_chunk(data, m_setup, factored, precision, mode, monkeypatch):
+    """SoftLabelLoss = Eq. 20 with whole soft labels, while reading at most one chunk of rows at a time."""
+    from csrec.methods import losses
+    from csrec.methods.run import SoftLabelLoss
+    from csrec.models import build_backbone
+    from csrec.models.precision import autocast
+
+    store = factored if mode == "factored" else _store(data, m_setup, mode=mode, temperature=3.0)
+    batch = BatchMaker(data, None, 64, torch.device("cpu")).make(torch.arange(64))
+    torch.manual_seed(3)
+    student = build_backbone("gru4rec", data.n_items, data.max_len).eval()
+    with torch.no_grad():
+        reps, targets = student.training_representations(batch.inputs, batch.targets)
+        logits = student.item_scores(reps).double()
+        probs = store.teacher_probs(batch.rows, 3.0, "float32").double()
+        want, _ = losses.student_loss(logits, targets - 1, losses.soft_label_from_probs(probs, targets - 1), 0.5)
+    read = []
+    original = store.teacher_probs
+
+    def recording(rows, temperature, precision="float32"):
+        read.append(len(rows))
+        return original(rows, temperature, precision)
+
+    monkeypatch.setattr(store, "teacher_probs", recording)
+    monkeypatch.setattr(losses, "FUSED_CHUNK_ELEMENTS", 7 * data.n_items)  # 7 rows per chunk
+    loss_fn = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision)
+    values = []
+    for _ in range(2):  # the second visit takes Σ r log r from the per-row cache
+        with autocast(precision, torch.device("cpu")):
+            loss, logs = loss_fn(student, batch)
+        values.append(float(loss.detach()))
+    assert max(read) <= 7 and sum(read) == 2 * len(batch.rows)
+    tolerance = 1e-5 if precision == "fp32" else 5e-3  # bf16: the tolerance stated in test_losses.py
+    assert values[0] == pytest.approx(float(want), rel=tolerance)
+    assert values[1] == pytest.approx(values[0], rel=1e-6)
+    assert loss_fn.seconds_reading > 0
+
