@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from csrec.atomic import atomic_path
-from csrec.data.dataset import DataConfig, SequenceData
+from csrec.data.dataset import DataConfig, SequenceData, _fingerprint
 from csrec.data.preprocess import k_core, order_and_remap
 from csrec.data.readers import read_interactions
 from csrec.data.synthetic import generate_synthetic
@@ -101,12 +101,12 @@ def save(
     """
     if model.n_items != data.n_items:
         raise ConfigError(f"the model scores {model.n_items:,} items but the data has {data.n_items:,}")
+    data_config.validate()
+    if _fingerprint(data_config, data_config.source_path()) != data.fingerprint:
+        raise ConfigError("data_config did not prepare this data (the fingerprints differ): pass the config the data was prepared with")
     item_ids = catalogue_item_ids(data_config)
-    if len(item_ids) != data.n_items:
-        raise ConfigError(
-            f"data_config yields a catalogue of {len(item_ids):,} items but the data has {data.n_items:,}: "
-            "pass the config the data was prepared with"
-        )
+    if len(item_ids) != data.n_items:  # the data layer's steps and catalogue_item_ids' copy of them disagree
+        raise ConfigError(f"data_config yields a catalogue of {len(item_ids):,} items but the data has {data.n_items:,}")
     identity = _identity(data, item_ids)
     payload = {
         "format": FORMAT,

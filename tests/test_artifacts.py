@@ -191,8 +191,10 @@ def test_loading_with_other_data_is_refused_with_both_described(saved, data, dat
 
 def test_save_refuses_a_config_that_did_not_prepare_the_data(trained, data, data_config, tmp_path):
     other = dataclasses.replace(data_config, synthetic=SyntheticConfig(**{**SMALL, "n_items": 40}))
-    with pytest.raises(ConfigError, match="data_config yields a catalogue of"):
+    with pytest.raises(ConfigError, match="data_config did not prepare this data"):
         artifacts.save(tmp_path / "m.pt", trained, data, other)
+    with pytest.raises(ConfigError, match="data_config did not prepare this data"):
+        artifacts.save(tmp_path / "m.pt", trained, data, dataclasses.replace(data_config, windowing="disjoint"))
     assert not (tmp_path / "m.pt").exists()
 
 
