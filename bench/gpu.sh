@@ -4,8 +4,9 @@
 #     bash bench/gpu.sh            # CSREC_DATA_DIR=/path/to/shared/data if not ../shared/data
 #
 # Times Base and CSRec-M student epochs and full-ranking passes for GRU4Rec and SASRec on Last.FM
-# (bench/results/throughput_gpu.md), then the scale run of §6 (bench/results/scale_gpu.md); each
-# table's machine line names the card.  About 5 minutes on one recent data-centre GPU.
+# in float32 and bfloat16 mixed precision side by side (bench/results/throughput_gpu.md), then the
+# scale run of §6 in each precision (bench/results/scale_gpu.md, scale_gpu_bf16.md); each table's
+# machine line names the card.  About 10 minutes on one recent data-centre GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python - <<'PY'
@@ -13,8 +14,11 @@ import sys
 import torch
 if not torch.cuda.is_available():
     sys.exit(f"bench/gpu.sh: no CUDA device (torch {torch.__version__}); nothing measured")
-print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, flush=True)
+print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__,
+      "| native bf16:", torch.cuda.is_bf16_supported(), flush=True)
 PY
-python bench/throughput.py --datasets lastfm --backbones gru4rec,sasrec --epochs 3 --warmup 1 --output throughput_gpu
-python bench/scale.py --output scale_gpu
+python bench/throughput.py --datasets lastfm --backbones gru4rec,sasrec --epochs 3 --warmup 1 \
+    --precisions fp32,bf16 --output throughput_gpu
+python bench/scale.py --precision fp32 --output scale_gpu
+python bench/scale.py --precision bf16 --output scale_gpu_bf16
 python bench/assemble.py

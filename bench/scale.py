@@ -1,6 +1,7 @@
 """Scale: a synthetic dataset of over 1M interactions and 50k items through the whole pipeline.
 
     python bench/scale.py [--users 60000] [--items 60000] [--mean-length 20] [--backbone gru4rec]
+                          [--precision fp32] [--output scale]
 
 The defaults keep 50,546 items and 1.56M interactions after 5-core filtering (the generator's
 long tail loses about a sixth of the catalogue; 50,000 / 50,000 keeps only 42k items).
@@ -10,7 +11,8 @@ soft-label store (m = 2 teachers; the second teacher is a copy, since only the s
 build time matter here), one CSRec student epoch, one full-ranking test pass.  Nothing holds a
 dense sequences × items matrix: training scores one batch of targets at a time, the store keeps
 m·d floats per row, evaluation ranks a bounded chunk of sequences at a time.
-Writes bench/results/<--output>.md (default scale.md).
+``--precision`` is TrainConfig.precision for both epochs (the student's soft-label product
+follows it).  Writes bench/results/<--output>.md (default scale.md).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--mean-length", type=float, default=20.0)
     parser.add_argument("--backbone", default="gru4rec")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--precision", default="fp32", help="TrainConfig.precision: fp32, bf16 or auto")
     parser.add_argument("--output", default="scale", help="result name: bench/results/<output>.md")
     args = parser.parse_args()
     rows = []
@@ -55,7 +58,7 @@ def main() -> None:
     stage("preprocess (generate, 5-core, windows)", started,
           f"{s['interactions']:,} interactions, {s['items']:,} items, {s['sub_sessions']:,} sub-sessions, {s['train_targets']:,} targets")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train = TrainConfig(epochs=1, patience=0, batch_size=args.batch_size, progress=False)
+    train = TrainConfig(epochs=1, patience=0, batch_size=args.batch_size, progress=False, precision=args.precision)
     teacher = build_backbone(args.backbone, data.n_items, data.max_len)
     started = time.perf_counter()
     train_model(teacher, data, train)
@@ -67,14 +70,15 @@ def main() -> None:
           f"{data.n_train_targets * data.n_items * 2 / 2**30:,.0f} GiB)")
     student = build_backbone(args.backbone, data.n_items, data.max_len)
     started = time.perf_counter()
-    train_model(student, data, train, SoftLabelLoss(store, beta=0.5, temperature=3.0))
+    train_model(student, data, train, SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=args.precision))
     stage("one CSRec student epoch (train + valid pass)", started)
     started = time.perf_counter()
     evaluate(student, data, "test", device=device)
     stage("one full-ranking test pass", started, f"{data.n_sequences:,} sequences × {data.n_items:,} items")
     body = markdown_table(["stage", "seconds", "peak RSS so far (MiB)", "notes"], rows)
-    body += f"\n\nBackbone {args.backbone}, batch {args.batch_size} sub-sessions, device {device}."
-    write_result(args.output, f"Scale: {s['interactions']:,} interactions, {s['items']:,} items", body)
+    body += (f"\n\nBackbone {args.backbone}, batch {args.batch_size} sub-sessions, device {device}, training precision "
+             f"{args.precision} ({train.resolved_precision()} here).")
+    write_result(args.output, f"Scale: {s['interactions']:,} interactions, {s['items']:,} items ({train.resolved_precision()})", body)
 
 
 if __name__ == "__main__":

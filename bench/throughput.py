@@ -1,13 +1,16 @@
 """Training and evaluation speed: seconds per epoch and per full-ranking pass, per backbone.
 
     python bench/throughput.py [--datasets lastfm] [--backbones all] [--epochs 3] [--warmup 1]
-                               [--eval-items 100000] [--output throughput]
+                               [--precisions fp32] [--eval-items 100000] [--output throughput]
 
-For each dataset and backbone: a warm-up epoch, then the mean of --epochs epochs (training and
-validation timed apart), training targets per second, and the full-ranking test pass; then the
-same backbone as a CSRec-M student (β = 0.5, T = 3, m = 2) reading a factored soft-label store
-built from two teachers of its own architecture (initialised, not trained: their accuracy does
-not change the student's cost), timed the same way.  Then one
+For each dataset, backbone and training precision (TrainConfig.precision): --warmup untimed
+epochs, then the median of --epochs epochs (training and validation timed apart), training
+targets per second, and the full-ranking test pass (always scored in float32); then the same
+backbone as a CSRec-M student (β = 0.5, T = 3, m = 2) reading a factored soft-label store built
+from two teachers of its own architecture (initialised, not trained: their accuracy does not
+change the student's cost) in the same precision, timed the same way.  Epochs alternate: each
+round trains one epoch of every (precision, Base / student) model in turn, so all of them see
+the same machine load and their ratios are side by side.  Then one
 full-ranking pass over a synthetic catalogue of --eval-items items (bounded memory: scores are
 computed for a chunk of sequences at a time).  Peak RSS is the process maximum.
 Writes bench/results/<--output>.md.
@@ -33,12 +36,12 @@ from csrec.models import backbone_names, build_backbone  # noqa: E402
 from csrec.training import TrainConfig, train_model  # noqa: E402
 
 
-def timed_epochs(model, data, epochs: int, warmup: int, loss_fn=None) -> tuple[float, float]:
-    """Mean train and validation seconds of ``epochs`` epochs after ``warmup`` untimed ones."""
+def one_epoch(model, data, precision: str, loss_fn=None) -> tuple[float, float]:
+    """Train and validation seconds of one more epoch of ``model`` (a fresh optimiser each call)."""
     kwargs = {} if loss_fn is None else {"loss_fn": loss_fn}
-    history = train_model(model, data, TrainConfig(epochs=epochs + warmup, patience=0, progress=False), **kwargs).history
-    timed = history[warmup:]
-    return float(np.mean([h.seconds_train for h in timed])), float(np.mean([h.seconds_valid for h in timed]))
+    config = TrainConfig(epochs=1, patience=0, progress=False, precision=precision)
+    log = train_model(model, data, config, **kwargs).history[0]
+    return log.seconds_train, log.seconds_valid
 
 
 def main() -> None:
@@ -46,9 +49,11 @@ def main() -> None:
     parser.add_argument("--datasets", default="lastfm")
     parser.add_argument("--backbones", default="all")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--eval-items", type=int, default=100_000)
+    parser.add_argument("--eval-items", type=int, default=100_000, help="0 skips the synthetic full-ranking pass")
     parser.add_argument("--eval-sequences", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs before the timed ones")
+    parser.add_argument("--precisions", default="fp32",
+                        help="comma list of TrainConfig.precision values, timed side by side (the first is the speed-up's reference)")
     parser.add_argument("--output", default="throughput", help="result name: bench/results/<output>.md")
     parser.add_argument("--no-student", action="store_true", help="skip the CSRec-M student timing")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
@@ -57,41 +62,65 @@ def main() -> None:
     # Training picks CUDA when present (TrainConfig.device="auto"); evaluation and the store
     # build follow it, so a GPU run times the GPU end to end.
     device = TrainConfig().torch_device()
+    precisions = args.precisions.split(",")
     rows = []
     for name in args.datasets.split(","):
         data = csrec.load_dataset(name, data_dir=args.data_dir)
         for backbone in backbones:
-            torch.manual_seed(0)
-            model = build_backbone(backbone, data.n_items, data.max_len)
-            train_s, valid_s = timed_epochs(model, data, args.epochs, args.warmup)
-            test = evaluate(model, data, "test", device=device)
-            student_s = ""
-            if not args.no_student:
-                teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
-                store = build_store(teachers, data, "factored", device=device)
-                loss = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision="auto")
-                student = build_backbone(backbone, data.n_items, data.max_len)
-                s_train, _ = timed_epochs(student, data, args.epochs, args.warmup, loss)
-                student_s = f"{s_train:.2f} ({100 * (s_train - train_s) / train_s:+.0f}%)"
-            rows.append([name, backbone, f"{train_s:.2f}", f"{valid_s:.2f}", f"{train_s + valid_s:.2f}",
-                         f"{data.n_train_targets / train_s:,.0f}", student_s, f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
-            print(rows[-1], flush=True)
+            models = {}  # (precision, role) -> (model, loss function or None)
+            for precision in precisions:
+                torch.manual_seed(0)
+                models[(precision, "base")] = (build_backbone(backbone, data.n_items, data.max_len), None)
+                if not args.no_student:
+                    torch.manual_seed(1)
+                    teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
+                    store = build_store(teachers, data, "factored", device=device)
+                    loss = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision)
+                    models[(precision, "student")] = (build_backbone(backbone, data.n_items, data.max_len), loss)
+            seconds = {key: [] for key in models}
+            for round_ in range(args.warmup + args.epochs):
+                for key, (model, loss) in models.items():
+                    train_s, valid_s = one_epoch(model, data, key[0], loss)
+                    print(f"{name} {backbone} {key[0]} {key[1]} round {round_}: {train_s:.2f} + {valid_s:.2f} s",
+                          flush=True)
+                    if round_ >= args.warmup:
+                        seconds[key].append((train_s, valid_s))
+            base_total = {}
+            for precision in precisions:
+                train_s = float(np.median([t for t, _ in seconds[(precision, "base")]]))
+                valid_s = float(np.median([v for _, v in seconds[(precision, "base")]]))
+                base_total[precision] = train_s + valid_s
+                test = evaluate(models[(precision, "base")][0], data, "test", device=device)
+                student_s = ""
+                if not args.no_student:
+                    s_train = float(np.median([t for t, _ in seconds[(precision, "student")]]))
+                    student_s = f"{s_train:.2f} ({100 * (s_train - train_s) / train_s:+.0f}%)"
+                speedup = base_total[precisions[0]] / base_total[precision]
+                rows.append([name, backbone, precision, f"{train_s:.2f}", f"{valid_s:.2f}", f"{train_s + valid_s:.2f}",
+                             f"{speedup:.2f}×", f"{data.n_train_targets / train_s:,.0f}", student_s,
+                             f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
+                print(rows[-1], flush=True)
     # Full ranking over a large synthetic catalogue: memory stays bounded by the chunk size.
-    n = args.eval_sequences
-    split = random_eval_split(n, args.eval_items)
-    model = build_backbone("sasrec", args.eval_items, 20).to(device)
-    rss_before = peak_rss_mib()
-    started = time.perf_counter()
-    rank_answers(model, split, device=device)
-    big_s = time.perf_counter() - started
-    body = markdown_table(["dataset", "backbone", "s per train epoch", "s per valid pass", "s per epoch (train+valid)",
-                           "training targets / s", "CSRec-M student s per train epoch (vs Base)", "s per test pass",
+    body = markdown_table(["dataset", "backbone", "precision", "s per train epoch", "s per valid pass",
+                           "s per epoch (train+valid)", f"speed-up vs {precisions[0]}", "training targets / s",
+                           "CSRec-M student s per train epoch (vs Base, same precision)", "s per test pass",
                            "test sequences"], rows)
-    body += (f"\n\nFull ranking over a synthetic catalogue of {args.eval_items:,} items: {n:,} sequences (SASRec) in "
-             f"{big_s:.2f} s ({n / big_s:,.0f} sequences/s); peak RSS {peak_rss_mib():,.0f} MiB for the whole process "
-             f"({rss_before:,.0f} MiB before this pass).\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
-             f"target; device {device}; {torch.get_num_threads()} torch threads; mean of {args.epochs} epochs after {args.warmup} warm-up epoch(s). The CSRec-M student reads a factored "
-             "store with the bfloat16 product where the CPU has native support (store_precision=auto).")
+    if args.eval_items > 0:
+        n = args.eval_sequences
+        split = random_eval_split(n, args.eval_items)
+        model = build_backbone("sasrec", args.eval_items, 20).to(device)
+        rss_before = peak_rss_mib()
+        started = time.perf_counter()
+        rank_answers(model, split, device=device)
+        big_s = time.perf_counter() - started
+        body += (f"\n\nFull ranking over a synthetic catalogue of {args.eval_items:,} items: {n:,} sequences (SASRec) in "
+                 f"{big_s:.2f} s ({n / big_s:,.0f} sequences/s); peak RSS {peak_rss_mib():,.0f} MiB for the whole process "
+                 f"({rss_before:,.0f} MiB before this pass).")
+    body += ("\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
+             f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
+             f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
+             "student reads a factored store of two teachers in its training precision (the store's product and the "
+             "fused loss's chunked teacher softmax).  Validation and test passes score in float32.")
     write_result(args.output, f"Training and evaluation throughput ({args.datasets})", body)
 
 

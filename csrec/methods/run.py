@@ -63,18 +63,19 @@ class SoftLabelLoss:
             cpu_rows = rows.cpu()
             known = bool(self._r_log_r_known[cpu_rows].all())
             cached = self._r_log_r[cpu_rows].to(device=logits.device, dtype=torch.float32) if known else None
-            loss, logs, r_log_r = fused_student_loss(logits, columns, self.beta, self._reader(rows), cached)
+            loss, logs, r_log_r = fused_student_loss(logits, columns, self.beta, self.reader(rows), cached)
             if not known:
                 self._r_log_r[cpu_rows] = r_log_r.double().cpu()
                 self._r_log_r_known[cpu_rows] = True
         else:  # the paper's KL direction needs log r: whole soft labels, then the plain loss
             with torch.no_grad():
-                probs = self._reader(batch.rows)(0, len(batch.rows))
+                probs = self.reader(batch.rows)(0, len(batch.rows))
             loss, logs = student_loss_from_teacher_probs(logits, columns, probs, self.beta, self.direction)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
 
-    def _reader(self, rows: torch.Tensor):
+    def reader(self, rows: torch.Tensor):
+        """``teacher_probs(lo, hi)`` for the fused loss: rows lo..hi of ``rows`` from the store, timed."""
         def teacher_probs(lo: int, hi: int) -> torch.Tensor:
             started = time.perf_counter()
             probs = self.store.teacher_probs(rows[lo:hi], self.temperature, self.precision)
