@@ -17,13 +17,16 @@ import os
 import re
 import sys
 import typing
+from pathlib import Path
 
 import numpy as np
 
+from csrec import artifacts
+from csrec.atomic import write_atomic
 from csrec.data.dataset import DATASETS, SYNTHETIC_MAX_LEN, DataConfig, dataset_names, format_stats, load_dataset
 from csrec.data.preprocess import WINDOWINGS
-from csrec.data.readers import FORMATS
-from csrec.errors import CSRecError
+from csrec.data.readers import FORMATS, utf8_text
+from csrec.errors import CSRecError, DataError
 from csrec.methods import METHODS, MethodConfig
 from csrec.methods.config import ENSEMBLES, STORE_MODES
 from csrec.metrics import summarize
@@ -238,8 +241,7 @@ def _add_dataset_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "stats":
             return _stats(args)
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             return _recommend(args)
         return _fit(args)
     except CSRecError as exc:
-        print(f"csrec: error: {cli_terms(str(exc), _flags(parser, args.command))}", file=sys.stderr)
+        flags = {dest: "--" + dest.replace("_", "-") for dest in vars(args) if dest != "command"}  # every flag is spelled so
+        print(f"csrec: error: {cli_terms(str(exc), flags)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (``csrec recommend ... | head``): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -274,15 +277,6 @@ def cli_terms(message: str, flags: dict[str, str]) -> str:
     message = re.sub(_NOT_BEFORE + r"(\w+)=(?![\w'\"\[{])", flag, message)
     message = re.sub(_NOT_BEFORE + r"([a-z]\w*_\w+)(?![\w/'\"-]|\.\w)", flag, message)
     return re.sub(r"^(\w+)(?= (?:\(\w\) )?must\b)", flag, message)
-
-
-def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {
-        action.dest: action.option_strings[0]
-        for action in subparsers.choices[command]._actions
-        if action.option_strings and action.option_strings[0].startswith("--") and action.dest != "help"
-    }
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -321,9 +315,6 @@ def _fit(args) -> int:
 
 
 def _recommend(args) -> int:
-    from csrec import artifacts
-    from csrec.atomic import write_atomic
-
     device = args.device
     if device == "auto":
         device = TrainConfig(device="auto").torch_device()
@@ -352,11 +343,6 @@ def _recommend(args) -> int:
 
 def read_histories(path: str) -> tuple[list[int], list[list[int]]]:
     """(input line of each history, the histories) from a file of one history per line."""
-    from pathlib import Path
-
-    from csrec.data.readers import utf8_text
-    from csrec.errors import DataError
-
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
     lines, histories = [], []
