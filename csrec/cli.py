@@ -31,7 +31,7 @@ from csrec.methods import METHODS, MethodConfig
 from csrec.methods.config import ENSEMBLES, STORE_MODES
 from csrec.metrics import summarize
 from csrec.models import backbone_names
-from csrec.training import TrainConfig
+from csrec.training import TRAIN_PRECISIONS, TrainConfig
 
 DESCRIPTION = (
     "csrec: confident soft labels for sequential recommenders (Wu et al., TOIS 2024). "
@@ -71,8 +71,8 @@ FIELD_HELP = {
     "select_metric": "validation metric that picks the best epoch",
     "seed": "random seed of the model's initialisation and the batch order",
     "device": "where to train: auto (cuda when available, else cpu), cpu, cuda or cuda:N",
-    "precision": "arithmetic of the training step: fp32, bf16 (bfloat16 autocast of the matrix "
-    "products; evaluation stays float32) or auto (bf16 where the device multiplies bfloat16 natively)",
+    "precision": "arithmetic of the training step: fp32; bf16 (bfloat16 autocast of the matrix "
+    "products; evaluation stays float32); auto (bf16 where the device multiplies bfloat16 natively)",
     "grad_clip": "clip the gradient norm to this value (default: no clipping)",
     "progress": "print one line per epoch to stderr",
     # MethodConfig
@@ -106,6 +106,7 @@ FIELD_CHOICES = {
     "format": FORMATS,
     "windowing": WINDOWINGS,
     "select_metric": tuple(sorted(summarize(np.zeros(1, dtype=np.int64)))),
+    "precision": TRAIN_PRECISIONS,
     "ensemble": ENSEMBLES,
     "kl_direction": ("code", "paper"),
     "store": STORE_MODES,

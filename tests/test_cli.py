@@ -134,6 +134,7 @@ def test_bad_input_is_one_line_in_cli_terms(argv, fragments, bad_csv, binary_fil
         (["fit", "--store", "disk"], "choose from 'factored', 'dense', 'topk'"),
         (["fit", "--store-precision", "fp16"], "choose from 'auto', 'float32', 'bfloat16'"),
         (["fit", "--select-metric", "auc"], "argument --select-metric: invalid choice: 'auc'"),
+        (["fit", "--precision", "fp16"], "argument --precision: invalid choice: 'fp16' (choose from 'auto', 'bf16', 'fp32')"),
         (["fit", "--device", "gpu"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
         (["recommend", "--model", "m.pt", "--input", "h.txt", "--k", "0"], "argument --k: expected a positive integer"),
         (["recommend", "--model", "m.pt", "--input", "h.txt", "--unknown", "ignore"], "choose from 'error', 'skip'"),
@@ -239,7 +240,7 @@ def test_fixed_sets_are_choices_and_each_choice_passes_validation():
 
     fit = {a.dest: a for a in _options("fit")}
     owners = {f.name: cls for cls in (DataConfig, TrainConfig, MethodConfig) for f in dataclasses.fields(cls)}
-    for name in ("windowing", "kl_direction", "ensemble", "store", "store_precision", "format", "select_metric"):
+    for name in ("windowing", "kl_direction", "ensemble", "store", "store_precision", "format", "select_metric", "precision"):
         assert fit[name].choices == FIELD_CHOICES[name], name
         for value in FIELD_CHOICES[name]:
             owners[name](**{name: value}).validate()
