@@ -178,6 +178,13 @@ def load(path: str | os.PathLike, data: SequenceData | None = None, device: str 
 
 
 def _rebuild(path: Path, payload) -> tuple[SequentialRecommender, np.ndarray, DatasetIdentity]:
+    try:
+        return _rebuild_checked(path, payload)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field of the wrong kind
+        raise DataError(f"{path}: damaged csrec model file ({type(exc).__name__}: {exc})") from None
+
+
+def _rebuild_checked(path: Path, payload) -> tuple[SequentialRecommender, np.ndarray, DatasetIdentity]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(f"{path}: not a csrec model file (no '{FORMAT}' marker)")
     if payload.get("version") != FORMAT_VERSION:
@@ -305,10 +312,10 @@ class TrainedModel:
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
         if len(histories) == 0:
             raise ConfigError("no histories to recommend for")
-        try:
-            raw = np.fromiter(itertools.chain.from_iterable(histories), dtype=np.int64, count=int(lengths.sum()))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ConfigError(f"histories must hold integer item ids ({exc})") from None
+        raw = np.array(list(itertools.chain.from_iterable(histories)))
+        if len(raw) and raw.dtype.kind not in "iu":  # no silent float truncation or string parsing
+            raise ConfigError(f"histories must hold integer item ids, got values of type {raw.dtype}")
+        raw = raw.astype(np.int64)
         owner = np.repeat(np.arange(len(histories)), lengths)
         at = np.minimum(np.searchsorted(self._sorted_ids, raw), len(self._sorted_ids) - 1)
         known = self._sorted_ids[at] == raw

@@ -342,6 +342,9 @@ def _recommend(args) -> int:
     return 0
 
 
+_INTEGER = re.compile(r"[+-]?\d+")  # stricter than int(), which also takes "1_000" and " 7"
+
+
 def read_histories(path: str) -> tuple[list[int], list[list[int]]]:
     """(input line of each history, the histories) from a file of one history per line."""
     if not Path(path).is_file():
@@ -352,11 +355,10 @@ def read_histories(path: str) -> tuple[list[int], list[list[int]]]:
             tokens = line.replace(",", " ").split()
             if not tokens or tokens[0].startswith("#"):
                 continue
-            try:
-                histories.append([int(token) for token in tokens])
-            except ValueError:
-                bad = next(t for t in tokens if not re.fullmatch(r"[+-]?\d+", t))
-                raise DataError(f"{path}, line {line_number}: non-integer item id {bad!r}") from None
+            bad = next((t for t in tokens if not _INTEGER.fullmatch(t)), None)
+            if bad is not None:
+                raise DataError(f"{path}, line {line_number}: non-integer item id {bad!r}")
+            histories.append([int(token) for token in tokens])
             lines.append(line_number)
     if not histories:
         raise DataError(f"{path}: no history in the file (one per line: item ids separated by spaces or commas)")

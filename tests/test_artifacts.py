@@ -170,9 +170,10 @@ def test_bad_arguments_are_config_errors(saved, item_ids, kwargs, fragment):
         artifacts.load(saved).recommend([item_ids[:3].tolist()], **kwargs)
 
 
-def test_non_integer_ids_are_a_config_error(saved):
-    with pytest.raises(ConfigError, match="integer item ids"):
-        artifacts.load(saved).recommend([["a", "b"]])
+@pytest.mark.parametrize("history", [["11", "12"], [11.0, 12.5], [11, "x"]])
+def test_non_integer_ids_are_a_config_error_not_truncated_or_parsed(saved, history):
+    with pytest.raises(ConfigError, match="histories must hold integer item ids"):
+        artifacts.load(saved).recommend([history])
 
 
 # --- the dataset check ----------------------------------------------------------------------------
@@ -258,3 +259,7 @@ def test_tampered_payloads_are_clear_errors(saved, tmp_path):
     ids[0] += 1
     with pytest.raises(DataError, match="item-id table does not match"):
         artifacts.load(broken("ids.pt", item_ids=ids))
+    with pytest.raises(DataError, match="damaged csrec model file"):
+        artifacts.load(broken("ids_list.pt", item_ids=ids.tolist()))
+    with pytest.raises(DataError, match="damaged csrec model file"):
+        artifacts.load(broken("dataset.pt", dataset={"name": "x"}))

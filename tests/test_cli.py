@@ -326,6 +326,8 @@ def test_recommend_prints_one_list_per_history_as_the_python_api(saved_model, wr
         ("{a} {b}\n\n{a} 1 {b}\n", [], ["{input}, line 3: item 1 is not in the model's catalogue", "(--unknown skip drops such items)"]),
         ("{a} {b}\n1 2\n", ["--unknown", "skip"], ["{input}, line 2: no item of the model's catalogue"]),
         ("{a} {b}\n{a} x7\n", [], ["{input}, line 2: non-integer item id 'x7'"]),
+        ("{a} 1_000\n", [], ["{input}, line 1: non-integer item id '1_000'"]),
+        ("{a} 2.5\n", [], ["{input}, line 1: non-integer item id '2.5'"]),
         ("# nothing\n\n", [], ["{input}: no history in the file"]),
         ("{a}\n", ["--k", "100000"], ["--k must be between 1 and the catalogue size"]),
         ("{a}\n", ["--model", "{missing}"], ["{missing}: no such model file"]),
