@@ -124,27 +124,27 @@ class _FusedSoftLabelLoss(torch.autograd.Function):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             for lo in range(0, n, chunk_rows):
                 hi = min(n, lo + chunk_rows)
-                z = widen(logits[lo:hi])
+                z = logits[lo:hi]  # read in its own dtype: no widened copy of the chunk for Base
                 rows_targets = targets[lo:hi].unsqueeze(1)
-                softmax = torch.softmax(z, dim=-1)
+                softmax = torch.softmax(z, dim=-1, dtype=wide)
                 # log-sum-exp from the row's largest probability, which sits at the largest logit
                 # (softmax is monotone) and is ≥ 1/|I|, so its log is exact: lse = max z − log max
                 # softmax.  Two value-only maxima are about 10× cheaper on CPU than one max with
                 # indices, and cheaper than logsumexp's extra exp pass.
-                lse = z.amax(dim=-1) - softmax.amax(dim=-1).log()
-                ce_rows[lo:hi] = lse - z.gather(1, rows_targets).squeeze(1)
+                lse = z.amax(dim=-1).to(wide) - softmax.amax(dim=-1).log()
+                ce_rows[lo:hi] = lse - z.gather(1, rows_targets).squeeze(1).to(wide)
+                out = grad[lo:hi]
                 if teacher_probs is None:
-                    softmax.mul_(w_hard / n)
+                    torch.mul(softmax, w_hard / n, out=out)  # scaled and rounded to the logits' dtype in one pass
                 else:
                     probs = teacher_probs(lo, hi).to(wide)
                     p_sum = probs.sum(-1)
-                    soft_rows[lo:hi] = lse * p_sum - torch.linalg.vecdot(probs, z)
+                    soft_rows[lo:hi] = lse * p_sum - torch.linalg.vecdot(probs, z.to(wide))
                     if r_log_r is not None:
                         r_log_r[lo:hi] = soft_label_self_information(probs, rows_targets.squeeze(1))
                     softmax.mul_(((w_hard + w_soft * p_sum) / n).unsqueeze(1))
-                    softmax.add_(probs, alpha=-w_soft / n)
-                softmax.scatter_add_(1, rows_targets, softmax.new_full(rows_targets.shape, -w_hard / n))
-                grad[lo:hi] = softmax
+                    torch.sub(softmax, probs, alpha=w_soft / n, out=out)
+                out.scatter_add_(1, rows_targets, out.new_full(rows_targets.shape, -w_hard / n))
         loss = (w_hard * ce_rows + w_soft * soft_rows).mean()
         ctx.save_for_backward(grad)
         outputs = (ce_rows, soft_rows) if r_log_r is None else (ce_rows, soft_rows, r_log_r)
