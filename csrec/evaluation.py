@@ -4,6 +4,8 @@ Every real item is a candidate.  As the authors' code does, items of the input s
 test time this includes the validation item) are excluded from the ranking, except that the
 answer is never excluded; padding is never a candidate.  Scores are computed for a chunk of
 sequences at a time, so memory stays bounded by ``max_scores`` floats whatever the catalogue.
+Scores are float32 whatever the training precision (an enclosing bfloat16 autocast is left), so
+ranks never change through rounding ties of a reduced-precision product.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from csrec.data.dataset import EvalSplit, SequenceData
 from csrec.metrics import DEFAULT_KS, summarize
 from csrec.models.base import SequentialRecommender
+from csrec.models.precision import full_precision
 
 
 @dataclass
@@ -43,7 +46,7 @@ def rank_answers(
     chunk = max(1, min(rep_batch, max_scores // max(n_items, 1)))
     ranks = np.empty(n, dtype=np.int64)
     true_ranks = None if split.true_targets is None else np.empty(n, dtype=np.int64)
-    with torch.no_grad():
+    with torch.no_grad(), full_precision(device):
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
             inputs = torch.as_tensor(split.inputs[lo:hi], device=device)

@@ -154,3 +154,16 @@ def test_real_backbone_matches_brute_force(small_data):
     # Batched and one-row passes may differ in the last float bit; allow a rare off-by-one.
     assert np.abs(ranks - np.array(expected)).max() <= 1
     assert np.mean(ranks == np.array(expected)) > 0.95
+
+
+def test_scores_stay_float32_inside_a_bfloat16_autocast(small_data):
+    """Evaluation leaves any enclosing autocast: the ranks are the float32 ones."""
+    from csrec.models.precision import autocast
+
+    torch.manual_seed(0)
+    model = build_backbone("sasrec", small_data.n_items, small_data.max_len)
+    split = small_data.eval_split("test")
+    want, _ = rank_answers(model, split)
+    with autocast("bf16", torch.device("cpu")):
+        got, _ = rank_answers(model, split)
+    np.testing.assert_array_equal(got, want)
