@@ -1,4 +1,5 @@
-"""Search spaces per method: a conditional Optuna space, and the paper's exact grid.
+"""The search space as data: a conditional Optuna space per method, the paper's exact grid, and
+the controlled ablation sweeps of the paper's sensitivity figures.
 
 Optuna (TPE, define-by-run; only the parameters a method uses exist in its trials):
 
@@ -12,14 +13,14 @@ p ∈ {0.5, …, 0.9}          csrec-d, csrec-t (discrete so that teachers are r
 
 ``paper-grid``: α, β ∈ {0.25, 0.5, 0.75}, T ∈ {1, 3, 6, 9}, m = 2, p = 0.8 (α for csrec-t only).
 Base has no hyperparameter of its own: one trial either way.  A parameter given a value by the
-caller (``csrec.sweep.tune(..., num_teachers=2)``) is fixed: it leaves the search space.
+caller (``csrec.tune(..., num_teachers=2)``) is fixed: it leaves the search space.
 
-An explicit grid (``csrec.sweep.tune(..., grid={"num_teachers": [1, 2, 3, 4]})``) runs exactly the
+An explicit grid (``csrec.tune(..., grid={"num_teachers": [1, 2, 3, 4]})``) runs exactly the
 product of the given values (:func:`grid_product`); every other parameter keeps its fixed value.
 
 **Ablations** (:data:`ABLATIONS`, ``sweeps/grid.py --ablation NAME``): controlled sweeps for the
-paper's sensitivity figures, each an explicit grid per method with every other parameter at the
-paper's default (:data:`ABLATION_DEFAULTS`: β 0.5, T 3, m 2, p 0.8, α 0.5, expectation term on):
+paper's sensitivity figures, each an explicit grid per method with every other parameter at its
+:class:`~csrec.methods.config.MethodConfig` default (:data:`ABLATION_DEFAULTS`):
 
 ================  ==========================  =================================================  =======
 ablation          methods                     grid                                               figure
@@ -34,11 +35,12 @@ ablation          methods                     grid                              
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
 
-from csrec.methods.config import method_hyperparameters
+from csrec.methods.config import SYMBOLS, MethodConfig, method_hyperparameters
 
 SEARCHES = ("optuna", "paper-grid")
 SUBSAMPLES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -99,17 +101,6 @@ def grid_points(method: str, fixed=()) -> list[dict]:
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
-def paper_grid_space(method: str, fixed=()) -> dict:
-    """``param_space`` for Tune: a grid_search per parameter with several values, constants otherwise."""
-    from ray import tune
-
-    out = {}
-    for name in method_params(method, fixed):
-        values = PAPER_GRID[name]
-        out[name] = tune.grid_search(list(values)) if len(values) > 1 else values[0]
-    return out
-
-
 def discrete_points(method: str, fixed=()) -> list[dict]:
     """The teacher-relevant choices an Optuna trial can make (the union of its m and p options).
 
@@ -168,9 +159,8 @@ def grid_size(grid: dict | None) -> int:
     return math.prod(len(list(v)) for v in grid.values()) if grid else 1
 
 
-#: The paper's default of every method parameter (MethodConfig's defaults), held fixed by ablations.
-ABLATION_DEFAULTS = {"beta": 0.5, "temperature": 3.0, "num_teachers": 2, "subsample": 0.8, "alpha": 0.5,
-                     "expectation_term": True}
+#: The default of every method parameter, held fixed by the ablations: MethodConfig's, not a copy.
+ABLATION_DEFAULTS = {name: value for name, value in dataclasses.asdict(MethodConfig()).items() if name in PARAMS}
 
 
 @dataclass(frozen=True)
