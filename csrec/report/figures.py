@@ -50,16 +50,21 @@ METRICS = (("recall@10", "Recall@10 (%)"), ("ndcg@10", "NDCG@10 (%)"))
 DPI = 150
 
 def _describe(ablation: Ablation) -> str:
-    """One line on an ablation's sweep, e.g. "CSRec-M and CSRec-D at m ∈ {1, 2, 3, 4}, with β 0.5, T 3,
-    p 0.8: 8 trials per backbone" (read from :data:`csrec.search.ABLATIONS`)."""
+    """One line on an ablation's sweep, e.g. "CSRec-M and CSRec-D at m ∈ {1, 2, 3, 4}, others at β 0.5,
+    T 3, p 0.8: 8 trials per backbone" (read from :data:`csrec.search.ABLATIONS`)."""
     groups: dict[str, list[str]] = {}
     for method in ablation.methods:
-        grid = " × ".join(f"{_symbol(k)} ∈ {{{', '.join(_value(v) for v in vs)}}}"
-                          for k, vs in ablation.grid(method).items())
-        groups.setdefault(grid, []).append(method_label(method))
+        groups.setdefault(_grid_text(ablation.grid(method)), []).append(method_label(method))
     trials = sum(ablation.trials(m) for m in ablation.methods)
-    sweeps = "; ".join(f"{' and '.join(methods)} at {grid}" for grid, methods in groups.items())
-    return f"{sweeps}, with {_held(ablation.name)}: {trials} trials per backbone"
+    sweeps = "; ".join(f"{' and '.join(methods)} {grid}" for grid, methods in groups.items())
+    return f"{sweeps}, others at {_held(ablation.name)}: {trials} trials per backbone"
+
+
+def _grid_text(grid: dict) -> str:
+    """"at β ∈ {0.25, 0.5} × T ∈ {1, 3}", or "with and without the expectation term" for a switch."""
+    if len(grid) == 1 and sorted(map(repr, next(iter(grid.values())))) == ["False", "True"]:
+        return f"with and without the {_symbol(next(iter(grid)))}"
+    return "at " + " × ".join(f"{_symbol(k)} ∈ {{{', '.join(_value(v) for v in vs)}}}" for k, vs in grid.items())
 
 
 def _held(name: str) -> str:

@@ -1,36 +1,14 @@
-"""The search space as data: a conditional Optuna space per method, the paper's exact grid, and
-the controlled ablation sweeps of the paper's sensitivity figures.
+"""The search space as data: what each method searches, the paper's exact grid, explicit grids,
+and the controlled ablation sweeps of the paper's sensitivity figures.
 
-Optuna (TPE, define-by-run; only the parameters a method uses exist in its trials):
-
-=========================  ==============================================
-β ∈ [0.25, 0.75]           every soft-label method (softrec, csrec-m/d/t)
-T ∈ [1, 9]                 every soft-label method
-m ∈ {1, 2, 3, 4}           csrec-m, csrec-d
-p ∈ {0.5, …, 0.9}          csrec-d, csrec-t (discrete so that teachers are reused)
-α ∈ [0.25, 0.75]           csrec-t
-=========================  ==============================================
-
-``paper-grid``: α, β ∈ {0.25, 0.5, 0.75}, T ∈ {1, 3, 6, 9}, m = 2, p = 0.8 (α for csrec-t only).
-Base has no hyperparameter of its own: one trial either way.  A parameter given a value by the
-caller (``csrec.tune(..., num_teachers=2)``) is fixed: it leaves the search space.
-
-An explicit grid (``csrec.tune(..., grid={"num_teachers": [1, 2, 3, 4]})``) runs exactly the
-product of the given values (:func:`grid_product`); every other parameter keeps its fixed value.
-
-**Ablations** (:data:`ABLATIONS`, ``sweeps/grid.py --ablation NAME``): controlled sweeps for the
-paper's sensitivity figures, each an explicit grid per method with every other parameter at its
-:class:`~csrec.methods.config.MethodConfig` default (:data:`ABLATION_DEFAULTS`):
-
-================  ==========================  =================================================  =======
-ablation          methods                     grid                                               figure
-================  ==========================  =================================================  =======
-``teachers``      csrec-m, csrec-d            m ∈ {1, 2, 3, 4}                                   Fig. 6
-``ratio``         csrec-d, csrec-t            p ∈ {0.5, 0.6, 0.7, 0.8, 0.9}                      Fig. 9
-``temperature``   csrec-m, csrec-d, csrec-t   β ∈ {0.25, 0.5, 0.75} × T ∈ {1, 3, 6, 9}           Fig. 7/8
-                                              (× α ∈ {0.25, 0.5, 0.75} for csrec-t)
-``expectation``   csrec-t                     expectation term ∈ {on, off}                       Fig. 10
-================  ==========================  =================================================  =======
+* Optuna (TPE, define-by-run): :data:`RANGES` for the continuous β, T and α, :data:`TEACHER_COUNTS`
+  and :data:`SUBSAMPLES` for m and p (discrete, so that trials share teachers); only the parameters
+  a method has (:func:`method_params`) exist in its trials.
+* ``paper-grid``: exactly :data:`PAPER_GRID`.  Base has nothing to search: one trial either way.
+* A parameter given a value by the caller (``csrec.tune(..., num_teachers=2)``) is fixed: it
+  leaves the search space.  An explicit grid runs exactly the product of the given values.
+* :data:`ABLATIONS` (``sweeps/grid.py --ablation NAME``): per figure, an explicit grid per method
+  with every other parameter at its :class:`~csrec.methods.config.MethodConfig` default.
 """
 
 from __future__ import annotations

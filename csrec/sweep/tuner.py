@@ -1,4 +1,5 @@
-"""``csrec.sweep.tune``: one (dataset, backbone, method) cell searched with Ray Tune.
+"""``csrec.tune``: one (dataset, backbone, method) cell searched with Ray Tune, from a
+:class:`~csrec.search.SweepConfig`.
 
 Pipeline of one cell:
 
@@ -30,8 +31,8 @@ Trials whose teachers are missing train them in their own process through the sh
 pool; a per-teacher file lock and a re-check make sure two trials never train the same teacher
 (one trains, the other waits and loads it), and a trial first trains the missing teachers nobody
 else is training.  Pre-training the union of the discrete (m, p) choices (``prebuild=True``)
-would cost 4 teachers for CSRec-M but 20 for CSRec-D, most of which a 12-trial TPE run never
-samples, so it is opt-in.  The paper grid is fully known and is always pre-built.
+trains many teachers a short TPE run never samples (every m × p for CSRec-D), so it is opt-in.
+The paper grid is fully known and is always pre-built.
 """
 
 from __future__ import annotations
