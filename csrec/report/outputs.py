@@ -3,8 +3,8 @@ best trials' per-sequence vectors (``best/``), the run's table.md and summary.js
 
 Cells that an earlier invocation on the same run directory wrote and this one did not rerun are
 kept (a ``--resume --ablation`` invocation adds its cells to the main grid's).  The table follows
-Table 3's layout with paired t-test marks; :mod:`csrec.report.tables` builds the report's tables
-from the same best trials.
+Table 3's layout with the paired t-test marks of :mod:`csrec.report.stats`, the same test and marks
+as the report's tables (:mod:`csrec.report.tables`) built from the same best trials.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ import pandas as pd
 from csrec.atomic import atomic_path, write_atomic
 from csrec.methods.config import METHODS, SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
+from csrec.report.stats import ALPHA, significance_marks
 
 KEY = ["dataset", "backbone", "method", "ablation"]
 FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "status", "error", "is_best"]
 COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
            ("recall@10", "Recall+@10", True), ("ndcg@10", "NDCG+@10", True))
-CSREC = ("csrec-m", "csrec-d", "csrec-t")
-ALPHA = 0.05
 
 
 def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = None) -> dict[str, Path]:
@@ -146,41 +145,18 @@ def load_best_vectors(trial_path: str | Path) -> dict[str, np.ndarray] | None:
 
 
 # --- the run's table ------------------------------------------------------------------------------
-def _paired_ttest(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided paired t-test p-value (NaN when undefined, e.g. identical vectors)."""
-    from scipy import stats
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) != len(b) or len(a) < 2 or np.allclose(a, b):
-        return math.nan
-    return float(stats.ttest_rel(a, b).pvalue)
-
-
 def _has_ratings(vectors: dict) -> bool:
     positive = vectors["test_positive"]
     return bool(positive.any() and not positive.all())
 
 
 def significance(best: dict[tuple, dict], dataset: str, backbone: str) -> dict[tuple[str, str], dict]:
-    """{(method, column label): {"p_vs_base": p, "p_vs_softrec": p, "mark": str}} for one (dataset, backbone)."""
+    """{(method, column label): {"mark": str, "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone):
+    :func:`csrec.report.stats.significance_marks` per column, the test behind the report's tables too."""
+    vectors = {m: v for (d, b, m), v in best.items() if (d, b) == (dataset, backbone)}
     out: dict = {}
-    for method in CSREC:
-        mine = best.get((dataset, backbone, method))
-        if mine is None:
-            continue
-        for metric, label, plus in COLUMNS:
-            entry, mark = {}, ""
-            for ref_method, symbol in (("base", "*"), ("softrec", "†")):
-                ref = best.get((dataset, backbone, ref_method))
-                if ref is None or len(ref["test_ranks"]) != len(mine["test_ranks"]):
-                    continue
-                mask = mine["test_positive"] if plus else np.ones(len(mine["test_ranks"]), dtype=bool)
-                a, b = mine[metric][mask], ref[metric][mask]
-                p = _paired_ttest(a, b)
-                entry[f"p_vs_{ref_method}"] = p
-                if not math.isnan(p) and p < ALPHA and a.mean() > b.mean():
-                    mark += symbol
-            entry["mark"] = mark
+    for metric, label, plus in COLUMNS:
+        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None).items():
             out[(method, label)] = entry
     return out
 

@@ -80,29 +80,37 @@ def test_outputs_of_earlier_invocations_are_kept(tmp_path):
     assert json.loads(paths["summary"].read_text())["ablations"] == []
 
 
-def test_run_table_marks_significant_differences():
+def test_run_table_marks_as_the_report_does():
+    """table.md and the report's Table 3 share one t-test: SoftRec rows are marked too, and a
+    constant non-zero difference (zero variance) counts as significant."""
     from scipy import stats
+
+    from csrec.report.stats import significance_marks
 
     rng = np.random.default_rng(0)
     base = rng.random(400)
     better = base + 0.05 + rng.normal(0, 0.01, 400)
     assert paired_ttest(better, base) == pytest.approx(stats.ttest_rel(better, base).pvalue)
-    assert math.isnan(paired_ttest(base, base))
+    assert math.isnan(paired_ttest(base, base)) and paired_ttest(base + 0.1, base) == 0.0
     ranks_base = rng.integers(0, 30, 400)
-    ranks_good = np.maximum(ranks_base - 8, 0)
     positive = rng.random(400) < 0.7
 
     def vectors(ranks):
         return {"test_ranks": ranks, "test_positive": positive, "recall@10": recall_at_k(ranks, 10),
                 "ndcg@10": ndcg_at_k(ranks, 10)}
 
-    best = {("d", "b", "base"): vectors(ranks_base), ("d", "b", "softrec"): vectors(ranks_base),
-            ("d", "b", "csrec-m"): vectors(ranks_good)}
+    best = {("d", "b", "base"): vectors(ranks_base), ("d", "b", "softrec"): vectors(np.maximum(ranks_base - 3, 0)),
+            ("d", "b", "csrec-m"): vectors(np.maximum(ranks_base - 8, 0))}
     marks = significance(best, "d", "b")
-    assert marks[("csrec-m", "NDCG@10")]["mark"] == "*†"
+    assert marks[("csrec-m", "NDCG@10")]["mark"] == "*†" and marks[("softrec", "NDCG@10")]["mark"] == "*"
+    report_marks = significance_marks({m: v for (_, _, m), v in best.items()}, "ndcg@10")
+    assert {m: e["mark"] for (m, label), e in marks.items() if label == "NDCG@10"} == \
+        {m: e["mark"] for m, e in report_marks.items()}
     frame = pd.DataFrame([
         {"dataset": "d", "backbone": "b", "method": m, "status": "completed", "is_best": True, "config/beta": 0.5}
         for m in ("base", "softrec", "csrec-m")
     ])
     table = run_table(frame, best)
-    assert "| b | csrec-m |" in table and "*†" in table and "Recall+@10" in table
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| b |")}
+    assert "*†" in rows["csrec-m"] and "*" in rows["softrec"] and "*" not in rows["base"]
+    assert "Recall+@10" in table
