@@ -28,6 +28,7 @@ from csrec.methods.teachers import TeacherPool
 from csrec.metrics import ndcg_at_k, recall_at_k
 
 DEFAULT_NOISE = (0.0, 0.1, 0.2, 0.4)
+DEFAULT_EPOCHS = 20
 
 
 def _noise_dir(out_dir: Path, rate: float) -> Path:
@@ -37,7 +38,7 @@ def _noise_dir(out_dir: Path, rate: float) -> Path:
 def run_robustness(
     out_dir: str | Path,
     noise_rates=DEFAULT_NOISE,
-    epochs: int = 20,
+    epochs: int = DEFAULT_EPOCHS,
     *,
     backbone: str = "gru4rec",
     methods=METHODS,

@@ -24,7 +24,7 @@ import time
 
 from csrec.cli import parse_key_values
 from csrec.errors import CSRecError
-from csrec.experiment import DEFAULT_NOISE, run_robustness
+from csrec.experiment import DEFAULT_EPOCHS, DEFAULT_NOISE, run_robustness
 from csrec.methods.config import METHODS
 from csrec.report.build import report
 from csrec.report.robustness import write_robustness
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--robustness", metavar="OUT_DIR", default=None, help="run the robustness fits into OUT_DIR")
     group.add_argument("--noise", default=",".join(f"{r:g}" for r in DEFAULT_NOISE),
                        help="comma list of injected noise rates in [0, 1)")
-    group.add_argument("--epochs", type=int, default=20, help="epochs per student and teacher (default 20)")
+    group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                       help=f"epochs per student and teacher (default {DEFAULT_EPOCHS})")
     group.add_argument("--backbone", default="gru4rec")
     group.add_argument("--methods", default="base,softrec,csrec-m,csrec-d,csrec-t")
     group.add_argument("--synthetic", action="append", default=[], metavar="KEY=VALUE",
