@@ -41,10 +41,12 @@ import torch
 from csrec.atomic import write_atomic
 from csrec.data.dataset import SequenceData, load_dataset
 from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
-from csrec.methods.teachers import TrainedTeacher
+from csrec.evaluation import evaluate
+from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss, TrainedTeacher
+from csrec.models.base import build_backbone
 from csrec.search.config import Resources
 from csrec.sweep.runtime import node_id, resolve_resources
-from csrec.training import TrainConfig
+from csrec.training import TrainConfig, train_model
 
 
 # --- locks and records ---------------------------------------------------------------------------
@@ -295,11 +297,6 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     them and trains the remaining epochs (the optimiser state starts afresh).
     """
     from ray import train as ray_train
-
-    from csrec.evaluation import evaluate
-    from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss
-    from csrec.models.base import build_backbone
-    from csrec.training import train_model
 
     loop_started = time.time()
     context = ray_train.get_context()
