@@ -18,7 +18,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from csrec.methods.config import SYMBOLS, MethodConfig, method_hyperparameters
+from csrec.methods.config import MethodConfig, method_hyperparameters
 
 SEARCHES = ("optuna", "paper-grid")
 SUBSAMPLES = (0.5, 0.6, 0.7, 0.8, 0.9)
