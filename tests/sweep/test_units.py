@@ -68,3 +68,12 @@ def test_fail_when_matches_params_and_epoch():
     fault({"beta": 0.5}, 2)
     with pytest.raises(RuntimeError, match="injected failure"):
         fault({"beta": 0.5}, 1)
+
+
+def test_an_optuna_space_pickled_under_the_old_module_name_still_loads():
+    import pickle
+
+    from csrec.search.space import OptunaSpace
+
+    old = pickle.dumps(OptunaSpace("csrec-d"), protocol=0).replace(b"csrec.search.space", b"csrec.sweep.space")
+    assert pickle.loads(old).names == OptunaSpace("csrec-d").names
