@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
 from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # noqa: E402
-from csrec.methods import TeacherPool, build_store, teacher_specs  # noqa: E402
+from csrec.methods import MethodConfig, TeacherPool, build_store, teacher_specs  # noqa: E402
 from csrec.methods.run import SoftLabelLoss  # noqa: E402
 from csrec.methods.softlabels import SoftLabelStore  # noqa: E402
 from csrec.models import build_backbone  # noqa: E402
@@ -62,12 +62,14 @@ def epoch_read_seconds(store: SoftLabelStore, maker: BatchMaker, temperature: fl
 
 
 def student_epoch_seconds(data, store: SoftLabelStore | None, precision: str = "float32", repeats: int = 1) -> float:
-    """Train seconds of one GRU4Rec student epoch (Base when ``store`` is None; else β = 0.5, T = 3)."""
+    """Train seconds of one GRU4Rec student epoch (Base when ``store`` is None; else β and T at their defaults)."""
     best = float("inf")
     for _ in range(repeats):
         torch.manual_seed(0)
         student = build_backbone("gru4rec", data.n_items, data.max_len)
-        loss = None if store is None else SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision)
+        defaults = MethodConfig()
+        loss = None if store is None else SoftLabelLoss(store, beta=defaults.beta, temperature=defaults.temperature,
+                                                        precision=precision)
         kwargs = {} if loss is None else {"loss_fn": loss}
         best = min(best, train_model(student, data, TrainConfig(epochs=1, progress=False), **kwargs).history[0].seconds_train)
     return best

@@ -103,7 +103,7 @@ def driver(args) -> None:
     import csrec.sweep as sweep
     from csrec.data.dataset import load_dataset
     from csrec.methods import teacher_specs
-    from csrec.sweep.space import grid_product
+    from csrec.search import grid_product
     from csrec.sweep.trial import SweepContext
 
     out: dict = {"nodes_wanted": args.nodes}

@@ -1,11 +1,12 @@
 """csrec: confident soft labels for sequential recommenders (Wu et al., TOIS 2024), as a sweeper.
 
-Layers, bottom up: ``csrec.data`` → ``csrec.models`` → ``csrec.methods`` (teachers, soft labels)
-→ ``csrec.training`` / ``csrec.evaluation`` → ``csrec.api`` (``fit``) → ``csrec.sweep`` (Ray).
+Layers, bottom up: ``csrec.data`` → ``csrec.models`` → ``csrec.training`` / ``csrec.evaluation``
+→ ``csrec.methods`` (teachers, soft labels, the experiment config) → ``csrec.experiment`` (``fit``)
+→ ``csrec.search`` (the search space, as data) → ``csrec.sweep`` (Ray) → ``csrec.report``.
 Only the sweep layer imports Ray.
 """
 
-from csrec.api import ExperimentConfig, FitResult, fit, make_config
+from csrec.experiment import ExperimentConfig, FitResult, fit, make_config
 from csrec.data import DataConfig, load_dataset
 from csrec.methods import MethodConfig
 from csrec.training import TrainConfig

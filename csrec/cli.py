@@ -298,7 +298,7 @@ def _stats(args) -> int:
 
 
 def _fit(args) -> int:
-    from csrec.api import fit, make_config
+    from csrec.experiment import fit, make_config
 
     kwargs = {}
     for cls in (DataConfig, TrainConfig, MethodConfig):

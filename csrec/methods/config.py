@@ -1,10 +1,19 @@
-"""The method's hyperparameters, named as in the paper (α, β, T, m, p)."""
+"""The configs of one experiment: the method's hyperparameters, named as in the paper (α, β, T, m,
+p), and :class:`ExperimentConfig`, which joins them with the data, backbone and training configs.
+
+Every default of a method parameter is written here once; the search space and the ablations read
+them from :class:`MethodConfig`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
+from csrec.data.dataset import DataConfig
 from csrec.errors import ConfigError
+from csrec.models.base import BackboneConfig, make_backbone_config
+from csrec.training import TrainConfig
 
 METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
 ENSEMBLES = ("logits", "probs")
@@ -82,3 +91,22 @@ class MethodConfig:
     @property
     def uses_soft_labels(self) -> bool:
         return self.name != "base" and self.beta > 0
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, backbone (and its config), method, training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: str = "gru4rec"
+    model: BackboneConfig | None = None  # None: the backbone's paper defaults
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def resolved_model(self) -> BackboneConfig:
+        return self.model if self.model is not None else make_backbone_config(self.backbone)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["model"] = dataclasses.asdict(self.resolved_model())
+        return out

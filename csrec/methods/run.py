@@ -23,7 +23,7 @@ from csrec.models.base import SequentialRecommender, build_backbone
 from csrec.training import Batch, EpochLog, TrainOutcome, cross_entropy_loss, train_model
 
 if TYPE_CHECKING:
-    from csrec.api import ExperimentConfig
+    from csrec.methods.config import ExperimentConfig
 
 
 @dataclass

@@ -32,7 +32,7 @@ from csrec.models.base import SequentialRecommender, build_backbone
 from csrec.training import Batch, TrainConfig, train_model
 
 if TYPE_CHECKING:
-    from csrec.api import ExperimentConfig
+    from csrec.methods.config import ExperimentConfig
 
 
 @dataclass(frozen=True)

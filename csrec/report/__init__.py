@@ -1,12 +1,13 @@
-"""Analysis and reporting: the paper's tables and figures from a finished sweep run directory.
+"""The one place that turns results into tables, significance marks and figures.  No Ray.
 
-* :func:`report` (also ``csrec.report(run_dir)``) — Tables 3/4/5 (Markdown + LaTeX), Fig. 1/4, 3,
-  5, 6, 7/8, 9, 10 (PNG) and ``report.md`` into ``RUN_DIR/report/``; figures whose dimension the
-  sweep did not cover are skipped with the sweep that would produce them.
-* :func:`run_robustness` — the robustness curve on synthetic data (plain ``csrec.fit`` loop).
-* ``python sweeps/report.py RUN_DIR`` / ``python sweeps/report.py --robustness OUT_DIR`` — the CLI.
-
-Nothing here imports Ray.
+* :func:`report` (also ``csrec.report(run_dir)``) — Tables 3/4/5 (Markdown + LaTeX), the paper's
+  figures (PNG) and ``report.md`` from a sweep run directory; a figure whose dimension the sweep did
+  not cover is skipped with the sweep that would produce it.
+* :func:`write_run_outputs` — what a sweep invocation leaves in its run directory: results.parquet,
+  the best trials' vectors, table.md and summary.json.
+* :func:`write_robustness` — the robustness curve of :func:`csrec.experiment.run_robustness`.
+* :mod:`csrec.report.stats` — the paired t-test behind every significance mark.
+* :mod:`csrec.report.cli` — ``python sweeps/report.py``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import sys
 import types
 
 from csrec.report.build import report
-from csrec.report.robustness import plot_robustness, run_robustness, write_robustness
+from csrec.report.outputs import write_run_outputs
+from csrec.report.robustness import plot_robustness, write_robustness
 from csrec.report.runs import ReportError, Run
 from csrec.report.stats import length_buckets, paired_ttest, popular_items, popular_test_users, significance_marks
 
 __all__ = [
     "ReportError", "Run", "length_buckets", "paired_ttest", "plot_robustness", "popular_items", "popular_test_users",
-    "report", "run_robustness", "significance_marks", "write_robustness",
+    "report", "significance_marks", "write_robustness", "write_run_outputs",
 ]
 
 

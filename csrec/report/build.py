@@ -10,6 +10,7 @@ import pandas as pd
 
 from csrec.atomic import write_atomic
 from csrec.errors import CSRecError
+from csrec.experiment.robustness import DEFAULT_EPOCHS, DEFAULT_NOISE
 from csrec.report import figures as F
 from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
@@ -23,7 +24,8 @@ FIGURE_TITLES = {
     "fig7_8": "Fig. 7/8 – β × T", "fig9": "Fig. 9 – sub-sampling ratio p",
     "fig10": "Fig. 10 – CSRec-T with / without the expectation term",
 }
-ROBUSTNESS_CMD = ("python sweeps/report.py --robustness {out} --noise 0,0.1,0.2,0.4 --epochs 20")
+ROBUSTNESS_CMD = ("python sweeps/report.py --robustness {out} --noise "
+                  + ",".join(f"{r:g}" for r in DEFAULT_NOISE) + f" --epochs {DEFAULT_EPOCHS}")
 
 
 def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | Path | None = None,

@@ -33,12 +33,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from csrec.atomic import atomic_path  # noqa: E402
+from csrec.methods.config import SYMBOLS  # noqa: E402
 from csrec.report.runs import (  # noqa: E402
-    PARAM_NAMES, Run, backbone_label, best_on_validation, dataset_label, display_path, method_label,
+    Run, backbone_label, best_on_validation, dataset_label, display_path, method_label,
 )
 from csrec.report.stats import (  # noqa: E402
     POPULAR_FRACTION, group_means, length_buckets, popular_items, popular_test_users,
 )
+from csrec.search.space import ABLATIONS, Ablation  # noqa: E402
 
 METHOD_COLORS = {"base": "#7f7f7f", "softrec": "#ff7f0e", "csrec-m": "#1f77b4", "csrec-d": "#2ca02c",
                  "csrec-t": "#d62728"}
@@ -47,42 +49,53 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 METRICS = (("recall@10", "Recall@10 (%)"), ("ndcg@10", "NDCG@10 (%)"))
 DPI = 150
 
-#: The controlled sweep of each hyperparameter figure (``sweeps/grid.py --ablation NAME``; the grids
-#: themselves live in :data:`csrec.sweep.space.ABLATIONS`, which this Ray-free module does not import).
-ABLATION_SWEEPS = {
-    "teachers": "CSRec-M and CSRec-D at m ∈ {1, 2, 3, 4}, β 0.5, T 3, p 0.8: 8 trials per backbone",
-    "ratio": "CSRec-D and CSRec-T at p ∈ {0.5, 0.6, 0.7, 0.8, 0.9}, m 2, β 0.5, T 3, α 0.5: 10 trials per backbone",
-    "temperature": "CSRec-M/D at β ∈ {0.25, 0.5, 0.75} × T ∈ {1, 3, 6, 9} and CSRec-T also × "
-                   "α ∈ {0.25, 0.5, 0.75}, m 2, p 0.8: 60 trials per backbone",
-    "expectation": "CSRec-T with and without the expectation term, β 0.5, T 3, p 0.8, α 0.5: 2 trials per backbone",
-}
-#: Options of the run's own command line that an ablation of the same run must repeat (same data,
-#: same training budget); --set of a method parameter is left out (the ablation fixes or varies it).
-_CARRIED = ("--data-dir", "--epochs", "--patience", "--seed")
+def _describe(ablation: Ablation) -> str:
+    """One line on an ablation's sweep, e.g. "CSRec-M and CSRec-D at m ∈ {1, 2, 3, 4}, others at β 0.5,
+    T 3, p 0.8: 8 trials per backbone" (read from :data:`csrec.search.ABLATIONS`)."""
+    groups: dict[str, list[str]] = {}
+    for method in ablation.methods:
+        groups.setdefault(_grid_text(ablation.grid(method)), []).append(method_label(method))
+    trials = sum(ablation.trials(m) for m in ablation.methods)
+    sweeps = "; ".join(f"{' and '.join(methods)} {grid}" for grid, methods in groups.items())
+    return f"{sweeps}, others at {_held(ablation.name)}: {trials} trials per backbone"
 
 
-def _carried_options(argv) -> list[str]:
-    out: list[str] = []
-    argv = [str(a) for a in argv or []]
-    for i, token in enumerate(argv):
-        name, eq, inline = token.partition("=")
-        value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-        if token == "--smoke":
-            out.append("--smoke")
-        elif name in _CARRIED and value is not None:
-            out += [name, value]
-        elif name == "--set" and value is not None and "=" in value:
-            key = value.partition("=")[0].strip().replace("-", "_")
-            if key not in PARAM_NAMES:
-                out += ["--set", value]
-    return out
+def _grid_text(grid: dict) -> str:
+    """"at β ∈ {0.25, 0.5} × T ∈ {1, 3}", or "with and without the expectation term" for a switch."""
+    if len(grid) == 1 and sorted(map(repr, next(iter(grid.values())))) == ["False", "True"]:
+        return f"with and without the {_symbol(next(iter(grid)))}"
+    return "at " + " × ".join(f"{_symbol(k)} ∈ {{{', '.join(_value(v) for v in vs)}}}" for k, vs in grid.items())
+
+
+def _held(name: str) -> str:
+    """The parameters an ablation holds at their defaults, e.g. "β 0.5, T 3, p 0.8"."""
+    ablation = ABLATIONS[name]
+    fixed: dict = {}
+    for method in ablation.methods:
+        fixed.update(ablation.fixed(method))
+    return ", ".join(f"{_symbol(k)} {_value(fixed[k])}" for k in SYMBOLS if k in fixed)
+
+
+def _symbol(name: str) -> str:
+    return SYMBOLS.get(name, name.replace("_", " "))
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+#: The controlled sweep of each hyperparameter figure (``sweeps/grid.py --ablation NAME``).
+ABLATION_SWEEPS = {name: _describe(ablation) for name, ablation in ABLATIONS.items()}
 
 
 def ablation_command(run: Run, ablation: str, dataset: str, backbones) -> str:
     """The exact ``sweeps/grid.py --ablation`` command that adds ``ablation`` to this run directory."""
-    argv = (run.info or {}).get("argv") or []
+    config = run.grid_config()
     words = ["python", "sweeps/grid.py", "--datasets", dataset, "--backbones", ",".join(backbones) or "all",
-             "--ablation", ablation, *_carried_options(argv), "--storage-path", display_path(run.path), "--resume"]
+             "--ablation", ablation, *(config.carried_argv() if config else []), "--storage-path",
+             display_path(run.path), "--resume"]
     return shlex.join(words)
 
 
@@ -398,7 +411,7 @@ def teacher_count_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     """Fig. 6: the number of teachers m (CSRec-M, CSRec-D)."""
     return _one_parameter_figures(
         run, out_dir, key="fig6", ablation="teachers", methods=("csrec-m", "csrec-d"), param="num_teachers",
-        name="number of teachers m", x_label="number of teachers m", integer_x=True, held="β 0.5, T 3, p 0.8",
+        name="number of teachers m", x_label="number of teachers m", integer_x=True, held=_held("teachers"),
         about="the number of teachers m")
 
 
@@ -407,7 +420,7 @@ def ratio_figures(run: Run, out_dir: Path) -> list[FigureOut]:
     return _one_parameter_figures(
         run, out_dir, key="fig9", ablation="ratio", methods=("csrec-d", "csrec-t"), param="subsample",
         name="sub-sampling ratio p", x_label="sub-sampling ratio p (fraction of training sub-sessions per teacher)",
-        integer_x=False, held="m 2, β 0.5, T 3, α 0.5",
+        integer_x=False, held=_held("ratio"),
         about="the sub-sampling ratio p of the teachers' training data (CSRec-D; CSRec-T's side teacher where it "
               "varies)")
 
@@ -567,5 +580,5 @@ def expectation_figures(run: Run, out_dir: Path) -> list[FigureOut]:
                               f"without the expectation term of the robust teacher loss; each bar is the best trial "
                               f"on validation of its group."
                               + _source_text({b: sources.get(b, "grid") for b, _, _ in pairs}, "expectation",
-                                             "β 0.5, T 3, p 0.8, α 0.5")))
+                                             _held("expectation"))))
     return outs

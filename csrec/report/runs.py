@@ -1,6 +1,6 @@
 """Reading a sweep run directory as ``sweeps/grid.py`` writes it, without importing Ray.
 
-What a run directory holds (see :mod:`csrec.sweep.report` and :mod:`csrec.sweep.trial`):
+What a run directory holds (see :mod:`csrec.report.outputs` and :mod:`csrec.sweep.trial`):
 
 * ``results.parquet``: one row per trial: ``dataset``, ``backbone``, ``method``, ``ablation``,
   ``search``, ``trial_id``, ``status``, ``is_best``, the searched parameters as ``config/<name>``,
@@ -40,9 +40,10 @@ import pandas as pd
 from csrec.data.dataset import DataConfig, SequenceData, load_dataset
 from csrec.data.synthetic import SyntheticConfig
 from csrec.errors import CSRecError
+from csrec.methods.config import METHODS as METHOD_ORDER
 from csrec.metrics import ndcg_at_k, recall_at_k
-
-METHOD_ORDER = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
+from csrec.search.config import GridConfig
+from csrec.search.space import PARAMS
 METHOD_LABELS = {"base": "Base", "softrec": "SoftRec", "csrec-m": "CSRec-M", "csrec-d": "CSRec-D", "csrec-t": "CSRec-T"}
 BACKBONE_ORDER = ("gru4rec", "nextitnet", "narm", "sasrec", "bert4rec", "srgnn", "dreamrec", "cl4srec")
 BACKBONE_LABELS = {
@@ -52,12 +53,8 @@ BACKBONE_LABELS = {
 DATASET_ORDER = ("lastfm", "yelp", "office", "electronics", "movies", "synthetic")
 DATASET_LABELS = {"lastfm": "Last.FM", "yelp": "Yelp", "office": "Office", "electronics": "Electronics",
                   "movies": "Movies and TV", "synthetic": "Synthetic"}
-#: Method hyperparameters a trial may vary (MethodConfig field names), searched or fixed.
-PARAM_NAMES = ("beta", "temperature", "num_teachers", "subsample", "alpha", "expectation_term")
 #: The selection metric of the sweep (never a test metric).
 SELECT = "valid/best_ndcg@10"
-#: ``sweeps/grid.py --smoke`` synthetic data (used only when no trial recorded its data config).
-SMOKE_SYNTHETIC = dict(n_users=120, n_items=60, n_clusters=6, mean_length=14)
 
 
 class ReportError(CSRecError):
@@ -162,10 +159,10 @@ class Run:
 
     def _fill_params(self) -> None:
         frame = self.results
-        values: dict[str, list] = {name: [] for name in PARAM_NAMES}
+        values: dict[str, list] = {name: [] for name in PARAMS}
         for row in frame.to_dict("records"):
             payload = None
-            for name in PARAM_NAMES:
+            for name in PARAMS:
                 value = _clean(row.get(f"config/{name}"))
                 if value is None and row.get("method") != "base":
                     if payload is None:
@@ -174,7 +171,7 @@ class Run:
                     if value is None:
                         value = _clean((payload.get("params") or {}).get(name))
                 values[name].append(value)
-        for name in PARAM_NAMES:
+        for name in PARAMS:
             frame[f"param/{name}"] = pd.Series(values[name], index=frame.index, dtype=object)
 
     # --- views --------------------------------------------------------------------------------
@@ -274,7 +271,16 @@ class Run:
             data = ((payload or {}).get("config") or {}).get("data")
             if data:
                 return _data_config_from_dict(data, self.data_dir)
-        return _data_config_from_argv(dataset, self.info.get("argv") or [], self.data_dir)
+        config = self.grid_config()
+        data = config.data_config(dataset) if config is not None else DataConfig(name=dataset)
+        return data if self.data_dir is None else dataclasses.replace(data, data_dir=self.data_dir)
+
+    def grid_config(self) -> GridConfig | None:
+        """The config of the run's latest ``sweeps/grid.py`` invocation (``run.json``), if it parses."""
+        try:
+            return GridConfig.from_argv(self.info.get("argv") or [])
+        except (CSRecError, SystemExit):  # a command line of another csrec version
+            return None
 
     def load_data(self, dataset: str) -> tuple[SequenceData | None, str]:
         """(data, "") or (None, why it could not be loaded or does not match the sweep's vectors)."""
@@ -424,29 +430,4 @@ def _data_config_from_dict(data: dict, data_dir: str | None) -> DataConfig:
     cache = kwargs.get("cache_dir")
     if cache and not Path(cache).is_dir():
         kwargs["cache_dir"] = None  # a temporary cache of the sweep's machine: use this machine's
-    return DataConfig(**kwargs)
-
-
-def _data_config_from_argv(dataset: str, argv: list[str], data_dir: str | None) -> DataConfig:
-    """Best effort from ``run.json``'s argv (``--smoke``, ``--data-dir``, ``--set`` of data fields)."""
-    kwargs: dict = {"name": dataset}
-    names = {f.name for f in dataclasses.fields(DataConfig)}
-    if "--smoke" in argv and dataset == "synthetic":
-        kwargs["synthetic"] = SyntheticConfig(**SMOKE_SYNTHETIC)
-    for i, token in enumerate(argv):
-        value = argv[i + 1] if i + 1 < len(argv) else None
-        if token == "--data-dir" and value:
-            kwargs["data_dir"] = value
-        elif token.startswith("--data-dir="):
-            kwargs["data_dir"] = token.split("=", 1)[1]
-        elif token == "--set" and value and "=" in value:
-            key, _, raw = value.partition("=")
-            key = key.strip().replace("-", "_")
-            if key in names and key not in ("name", "synthetic"):
-                try:
-                    kwargs[key] = json.loads(raw)
-                except json.JSONDecodeError:
-                    kwargs[key] = raw
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
     return DataConfig(**kwargs)

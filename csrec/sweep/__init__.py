@@ -1,19 +1,22 @@
-"""The Ray layer: teachers trained once and concurrently, soft labels in the object store, Tune + Optuna.
+"""Ray orchestration: teachers trained once and concurrently, soft labels in the object store, Tune.
 
-Nothing below this package imports Ray; this package only orchestrates the plain-Python layers
-(``csrec.fit`` is the same experiment as a plain loop).
+Nothing below this package imports Ray; it runs the plain layers (``csrec.fit`` is the same
+experiment as a plain loop) on the space and configs of :mod:`csrec.search`, and hands what it
+measured to :mod:`csrec.report`.
 
-* :func:`tune` — one (dataset, backbone, method) cell: OptunaSearch or the paper grid, ASHA,
-  retries, resume; returns a :class:`SweepResult` (trials DataFrame, best config on validation,
-  its test metrics, teachers trained vs trials run).
+* :func:`tune` (``csrec.tune``) — one dataset × backbone × method cell from a
+  :class:`~csrec.search.SweepConfig` (or keywords): OptunaSearch, the paper grid or an explicit
+  grid, ASHA, retries, resume; returns a :class:`SweepResult`.
+* :func:`run_grid` — a run directory's cells from a :class:`~csrec.search.GridConfig` (what
+  ``sweeps/grid.py`` parses), then its results.parquet, table.md and summary.json.
 * :func:`train_teachers` — the missing teachers of a list of configs, concurrently, into the
   on-disk pool (Ray tasks; a TorchTrainer per teacher when ``teacher_workers > 1``).
-* :func:`init_ray` — local runtime (dashboard on) or join a cluster (token auth handled).
-* ``sweeps/grid.py`` — the dataset × backbone × method grid, results.parquet and the Table-3 report.
+* :func:`init_ray` — a local runtime (dashboard on) or a cluster to join (token auth handled).
 """
 
-from csrec.sweep.runtime import Resources, init_ray
-from csrec.sweep.space import SEARCHES, grid_points, method_params, optuna_space, paper_grid_space
+from csrec.search.config import GridConfig, Resources, SweepConfig
+from csrec.sweep.grid import GridResult, run_grid
+from csrec.sweep.runtime import init_ray
 from csrec.sweep.stores import StoreRegistry, fetch_store, prebuild_stores
 from csrec.sweep.teachers import (
     TeacherReport, collect_teacher_specs, ensure_teacher, read_teacher_records, train_teacher_torchtrainer,
@@ -23,8 +26,8 @@ from csrec.sweep.trial import METRIC, FailWhen, SweepContext
 from csrec.sweep.tuner import SweepResult, base_config, registry_stats, select_best, store_refs, trials_frame, tune
 
 __all__ = [
-    "METRIC", "SEARCHES", "FailWhen", "Resources", "StoreRegistry", "SweepContext", "SweepResult", "TeacherReport",
-    "base_config", "collect_teacher_specs", "ensure_teacher", "fetch_store", "grid_points", "init_ray",
-    "method_params", "optuna_space", "paper_grid_space", "prebuild_stores", "read_teacher_records",
-    "registry_stats", "select_best", "store_refs", "train_teacher_torchtrainer", "train_teachers", "trials_frame", "tune",
+    "METRIC", "FailWhen", "GridConfig", "GridResult", "Resources", "StoreRegistry", "SweepConfig", "SweepContext",
+    "SweepResult", "TeacherReport", "base_config", "collect_teacher_specs", "ensure_teacher", "fetch_store",
+    "init_ray", "prebuild_stores", "read_teacher_records", "registry_stats", "run_grid", "select_best", "store_refs",
+    "train_teacher_torchtrainer", "train_teachers", "trials_frame", "tune",
 ]

@@ -19,10 +19,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
+
+from csrec.search.config import Resources
 
 log = logging.getLogger("csrec.sweep")
 
@@ -81,48 +83,9 @@ def node_id() -> str:
         return ""
 
 
-@dataclass
-class Resources:
-    """What one trial and one teacher may use.  ``None`` GPUs: 1 when the cluster has GPUs, else 0.
-
-    ``teacher_workers > 1`` trains each pre-trained teacher data-parallel with a TorchTrainer
-    (about 20 s of start-up each on a small box); 1 (default) trains it as a plain Ray task.
-    """
-
-    trial_cpus: float = 1.0
-    trial_gpus: float | None = None
-    teacher_cpus: float = 1.0
-    teacher_gpus: float | None = None
-    teacher_workers: int = 1
-    max_concurrent_trials: int | None = None
-
-    @classmethod
-    def from_any(cls, value: "Resources | dict | None") -> "Resources":
-        if value is None:
-            return cls()
-        if isinstance(value, Resources):
-            return value
-        aliases = {"cpu": "trial_cpus", "gpu": "trial_gpus", "cpus": "trial_cpus", "gpus": "trial_gpus"}
-        known = {f.name for f in fields(cls)}
-        out = {}
-        for key, val in dict(value).items():
-            name = aliases.get(key.lower(), key)
-            if name not in known:
-                raise ValueError(f"unknown resource {key!r}; valid: cpu, gpu, {', '.join(sorted(known))}")
-            out[name] = val
-        return cls(**out)
-
-    def resolved(self) -> "Resources":
-        gpus = cluster_gpus()
-        default_gpu = 1.0 if gpus > 0 else 0.0
-        return Resources(
-            trial_cpus=self.trial_cpus,
-            trial_gpus=default_gpu if self.trial_gpus is None else self.trial_gpus,
-            teacher_cpus=self.teacher_cpus,
-            teacher_gpus=default_gpu if self.teacher_gpus is None else self.teacher_gpus,
-            teacher_workers=self.teacher_workers,
-            max_concurrent_trials=self.max_concurrent_trials,
-        )
+def resolve_resources(resources: "Resources | dict | None") -> Resources:
+    """``resources`` with unset GPU counts filled in for the cluster Ray is connected to."""
+    return Resources.from_any(resources).resolved(cluster_gpus())
 
 
 @dataclass

@@ -38,11 +38,15 @@ import numpy as np
 import ray
 import torch
 
-from csrec.data.dataset import DataConfig, SequenceData, load_dataset
+from csrec.atomic import write_atomic
+from csrec.data.dataset import SequenceData, load_dataset
 from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
-from csrec.methods.teachers import TrainedTeacher
-from csrec.sweep.runtime import Resources, node_id
-from csrec.training import TrainConfig
+from csrec.evaluation import evaluate
+from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss, TrainedTeacher
+from csrec.models.base import build_backbone
+from csrec.search.config import Resources
+from csrec.sweep.runtime import node_id, resolve_resources
+from csrec.training import TrainConfig, train_model
 
 
 # --- locks and records ---------------------------------------------------------------------------
@@ -82,13 +86,6 @@ def read_teacher_records(pool_dir: str | os.PathLike) -> list[dict]:
     return out
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1, default=str)
-    os.replace(tmp, path)
-
-
 def _where() -> dict:
     return {"node_id": node_id(), "hostname": socket.gethostname(), "pid": os.getpid()}
 
@@ -96,7 +93,7 @@ def _where() -> dict:
 def _save_teacher(pool: TeacherPool, teacher: TrainedTeacher, record: dict) -> None:
     teacher.info.update({k: v for k, v in record.items() if k not in ("spec",)})
     pool.save(teacher)
-    _write_json(info_path(pool.directory, teacher.key), record)
+    write_atomic(info_path(pool.directory, teacher.key), json.dumps(record, indent=1, default=str))
 
 
 # --- training one teacher, exactly once ----------------------------------------------------------
@@ -186,8 +183,6 @@ def collect_teacher_specs(configs, data_by_fingerprint: dict[str, SequenceData] 
 def _teacher_task(pool_dir, spec, data, train, sweep, submitted_at, threads, *_after):
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
-    if isinstance(data, DataConfig):
-        data = load_dataset(data)
     record = ensure_teacher(pool_dir, spec, data, train, trained_by="ray-task", sweep=sweep)
     record["launch_overhead_s"] = started - submitted_at
     record.setdefault("node_id", node_id())
@@ -245,7 +240,7 @@ def train_teachers(
     object store instead of reading the data files on their node.
     """
     started = time.perf_counter()
-    resources = Resources.from_any(resources).resolved()
+    resources = resolve_resources(resources)
     triples = collect_teacher_specs(configs)
     pool = TeacherPool(pool_dir)
     report = TeacherReport(route="ray-task" if resources.teacher_workers <= 1 else "torchtrainer")
@@ -301,23 +296,13 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     saved into the pool.  Rank 0 checkpoints its weights every epoch; a restarted run loads
     them and trains the remaining epochs (the optimiser state starts afresh).
     """
-    import torch.distributed as dist
     from ray import train as ray_train
-
-    from csrec.evaluation import evaluate
-    from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss
-    from csrec.models.base import build_backbone
-    from csrec.training import train_model
 
     loop_started = time.time()
     context = ray_train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(cfg["threads"])))
-    data = cfg["data"]
-    if isinstance(data, ray.ObjectRef):
-        data = ray.get(data)
-    elif isinstance(data, DataConfig):
-        data = load_dataset(data)
+    data: SequenceData = ray.get(cfg["data"])  # an ObjectRef nested in the config: not resolved by Ray
     spec: TeacherSpec = cfg["spec"]
     train: TrainConfig = cfg["train"]
     pool = TeacherPool(cfg["pool_dir"])
@@ -348,28 +333,10 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     shard = subset
     local_train = dataclasses.replace(train, seed=spec.seed, progress=False)
     if world > 1:
-        candidates = np.arange(data.n_sequences) if subset is None else np.asarray(subset)
-        candidates = candidates[data.train_target_counts()[candidates] > 0]
-        order = np.random.default_rng(spec.seed).permutation(candidates)
-        per_rank = len(order) // world  # equal shares: every rank runs the same number of steps
-        shard = np.sort(order[rank * per_rank : (rank + 1) * per_rank])
+        shard = _rank_shard(data, subset, spec.seed, rank, world)
         local_train = dataclasses.replace(local_train, patience=0)
-
-        def average(p: torch.Tensor) -> None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
-
-        for p in params or list(model.parameters()):
-            if p.requires_grad:
-                p.register_post_accumulate_grad_hook(average)
-
-    first_epoch = 0
-    checkpoint = ray_train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        first_epoch = int(state["epoch"])
+        _average_gradients(params or list(model.parameters()), world)
+    first_epoch = _resume(model, ray_train.get_checkpoint())
     remaining = max(train.epochs - first_epoch, 1)
     local_train = dataclasses.replace(local_train, epochs=remaining)
 
@@ -402,8 +369,40 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     return record
 
 
+def _rank_shard(data: SequenceData, subset, seed: int, rank: int, world: int) -> np.ndarray:
+    """This rank's equal share of the teacher's training sequences (every rank runs the same steps)."""
+    candidates = np.arange(data.n_sequences) if subset is None else np.asarray(subset)
+    candidates = candidates[data.train_target_counts()[candidates] > 0]
+    order = np.random.default_rng(seed).permutation(candidates)
+    per_rank = len(order) // world
+    return np.sort(order[rank * per_rank : (rank + 1) * per_rank])
+
+
+def _average_gradients(params, world: int) -> None:
+    """All-reduce each gradient as soon as it is accumulated: the ranks take identical optimiser steps."""
+    import torch.distributed as dist
+
+    def average(p: torch.Tensor) -> None:
+        dist.all_reduce(p.grad)
+        p.grad.div_(world)
+
+    for p in params:
+        if p.requires_grad:
+            p.register_post_accumulate_grad_hook(average)
+
+
+def _resume(model, checkpoint) -> int:
+    """Load the weights of a restarted run's last checkpoint; returns the epochs it had done."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return int(state["epoch"])
+
+
 def train_teacher_torchtrainer(
-    spec: TeacherSpec, data: SequenceData | ray.ObjectRef, train: TrainConfig, pool_dir: str | os.PathLike,
+    spec: TeacherSpec, data: SequenceData, train: TrainConfig, pool_dir: str | os.PathLike,
     resources: Resources | dict | None = None, *, storage_path: str | os.PathLike, sweep: str = "",
 ) -> dict:
     """Train one teacher as a Ray Train run (``resources.teacher_workers`` workers).
@@ -414,11 +413,8 @@ def train_teacher_torchtrainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    resources = Resources.from_any(resources).resolved()
-    fingerprint = data.fingerprint if isinstance(data, SequenceData) else None
-    key = spec.key(fingerprint, train) if fingerprint else None
-    if key is None:
-        raise ValueError("pass the SequenceData itself (its fingerprint names the run)")
+    resources = resolve_resources(resources)
+    key = spec.key(data.fingerprint, train)
     use_gpu = bool(resources.teacher_gpus)
     per_worker = {"CPU": resources.teacher_cpus}
     if use_gpu:

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from ray import tune
 
-from csrec.api import ExperimentConfig
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
 from csrec.methods import run_method
+from csrec.methods.config import ExperimentConfig
 from csrec.methods.teachers import TeacherPool
 from csrec.metrics import per_sequence_metrics
-from csrec.sweep.space import PARAMS
+from csrec.search.space import PARAMS
 from csrec.sweep.stores import fetch_store
 
 METRIC = "valid/best_ndcg@10"

@@ -1,4 +1,5 @@
-"""``csrec.sweep.tune``: one (dataset, backbone, method) cell searched with Ray Tune.
+"""``csrec.tune``: one (dataset, backbone, method) cell searched with Ray Tune, from a
+:class:`~csrec.search.SweepConfig`.
 
 Pipeline of one cell:
 
@@ -20,7 +21,7 @@ Tune ``grid_search`` over exactly those values (the product when several paramet
 ``search``/``num_samples`` are then ignored and the trials are labelled ``search="grid"``); every
 other parameter keeps the value given as an override or its default.  All teachers of a grid are
 known, so they are pre-built like the paper grid's.  ``ablation="teachers"`` labels the cell as
-one of the controlled sweeps of :data:`csrec.sweep.space.ABLATIONS`: its experiment is
+one of the controlled sweeps of :data:`csrec.search.ABLATIONS`: its experiment is
 ``<dataset>-<backbone>-<method>-ablation-<name>`` (never a main cell's) and every trial row
 carries ``ablation=<name>``; ``sweeps/grid.py --ablation NAME`` runs them.
 
@@ -30,14 +31,13 @@ Trials whose teachers are missing train them in their own process through the sh
 pool; a per-teacher file lock and a re-check make sure two trials never train the same teacher
 (one trains, the other waits and loads it), and a trial first trains the missing teachers nobody
 else is training.  Pre-training the union of the discrete (m, p) choices (``prebuild=True``)
-would cost 4 teachers for CSRec-M but 20 for CSRec-D, most of which a 12-trial TPE run never
-samples, so it is opt-in.  The paper grid is fully known and is always pre-built.
+trains many teachers a short TPE run never samples (every m × p for CSRec-D), so it is opt-in.
+The paper grid is fully known and is always pre-built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -49,14 +49,14 @@ import pandas as pd
 import ray
 from ray import tune as ray_tune
 
-from csrec.api import ExperimentConfig, make_config
 from csrec.data.dataset import load_dataset
-from csrec.methods import METHODS
-from csrec.sweep.runtime import Clock, Resources, init_ray
-from csrec.sweep.space import (
-    PARAMS, SEARCHES, ablation_experiment, check_grid, discrete_points, expected_trials, grid_points, grid_product,
-    grid_size, method_params, optuna_space, paper_grid_space,
+from csrec.experiment import make_config
+from csrec.methods.config import ExperimentConfig
+from csrec.search.config import SweepConfig
+from csrec.search.space import (
+    PAPER_GRID, ablation_cell, discrete_points, grid_points, grid_product, method_params, optuna_space,
 )
+from csrec.sweep.runtime import Clock, init_ray, resolve_resources
 from csrec.sweep.stores import make_registry, prebuild_stores
 from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
 from csrec.sweep.trial import METRIC, MODE, SweepContext, run_trial
@@ -92,6 +92,18 @@ class SweepResult:
     def errors(self) -> dict[str, str]:
         failed = self.trials[self.trials["status"] == "error"] if len(self.trials) else self.trials
         return {row.trial_id: row.error for row in failed.itertuples()} if len(failed) else {}
+
+    def record(self) -> dict:
+        """The cell's entry in the run's summary.json."""
+        common = {"trials_run": self.trials_run, "trials_expected": self.trials_expected, "complete": self.complete,
+                  "teachers_trained": self.teachers_trained, "best_config": self.best_config,
+                  "best_valid": self.best_valid, "best_test": self.best_test, "timings": self.timings,
+                  "path": self.path}
+        labels = {"dataset": self.dataset, "backbone": self.backbone, "method": self.method}
+        if self.ablation is None:
+            return {**labels, "search": self.search, **common}
+        cell = ablation_cell(self.dataset, self.backbone, self.method, self.ablation)
+        return {"cell": cell, "ablation": self.ablation, **labels, "grid": self.grid, **common}
 
     def summary(self) -> str:
         what = self.search if self.ablation is None else f"ablation {self.ablation}"
@@ -167,6 +179,7 @@ def store_refs() -> dict:
 
 
 def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=None, model=None, **overrides) -> ExperimentConfig:
+    """The cell's ExperimentConfig before the search sets the method parameters."""
     kwargs = dict(overrides)
     if epochs is not None:
         kwargs["epochs"] = epochs
@@ -178,6 +191,11 @@ def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=N
         # Workers of a cluster started elsewhere do not inherit this driver's environment.
         config.data = dataclasses.replace(config.data, cache_dir=os.environ["CSREC_CACHE_DIR"])
     return config
+
+
+def cell_base_config(config: SweepConfig) -> ExperimentConfig:
+    return base_config(config.dataset, config.backbone, config.method, epochs=config.epochs, seed=config.seed,
+                       model=config.model, **config.overrides)
 
 
 def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid: dict | None = None
@@ -199,134 +217,95 @@ def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid:
     return [ctx.config_for(p) for p in points]
 
 
-def tune(
-    dataset: str = "synthetic",
-    backbone: str = "gru4rec",
-    method: str = "csrec-m",
-    num_samples: int = 12,
-    search: str = "optuna",
-    resources: Resources | dict | None = None,
-    storage_path: str | os.PathLike = "runs/sweep",
-    epochs: int | None = None,
-    seed: int | None = None,
-    *,
-    name: str | None = None,
-    resume: bool | str = "auto",
-    max_failures: int = 1,
-    asha: bool = True,
-    grace_period: int | None = None,
-    prebuild: bool | str = "auto",
-    address: str | None = None,
-    num_cpus: int | None = None,
-    verbose: int = 1,
-    model: dict | None = None,
-    fault=None,
-    grid: dict | None = None,
-    ablation: str | None = None,
-    teacher_pool: str | os.PathLike | None = None,
-    **overrides,
-) -> SweepResult:
-    """Search one (dataset, backbone, method) cell; see the module docstring.
+def cell_known_configs(config: SweepConfig) -> list[ExperimentConfig]:
+    """The configs of a cell whose teachers are known before its trials start."""
+    return known_configs(cell_base_config(config), config.search, config.prebuild, config.fixed, config.grid)
 
-    ``num_samples``: Optuna trials (ignored by ``paper-grid``, which runs its whole grid, and by
-    Base, which has nothing to search: one trial).  ``overrides`` are any DataConfig / TrainConfig / MethodConfig field (``data_dir=``,
-    ``batch_size=``, ``store=`` …); a searched parameter given here (``num_teachers=2``) is fixed
-    and leaves the search space.  ``resume``: True restores the experiment (error if there
-    is none), False refuses an existing one, "auto" restores when it exists.  ``resources``:
-    a :class:`Resources` or a dict such as ``{"cpu": 1, "gpu": 0.5, "max_concurrent_trials": 4}``.
-    ``grid``: ``{param: [values]}``, a grid search over exactly those values instead of ``search``
-    (a parameter may not be both in ``grid`` and an override).  ``ablation``: the name of the
-    ablation the cell belongs to (experiment ``<dataset>-<backbone>-<method>-ablation-<name>``,
-    an ``ablation`` column in the trials); see the module docstring.  ``teacher_pool``: the
-    directory of the teacher pool (default ``<storage_path>/teachers``); several run directories
-    given the same pool train each distinct teacher once between them.
+
+def tune(config: SweepConfig | str = "synthetic", backbone: str | None = None, method: str | None = None,
+         **options) -> SweepResult:
+    """Search one (dataset, backbone, method) cell; see the module docstring and :class:`SweepConfig`.
+
+    ``tune(SweepConfig(...))``, or as keywords: ``tune("lastfm", "gru4rec", "csrec-m", num_samples=12,
+    storage_path="runs/tune", data_dir="data")``, where any keyword that is not a :class:`SweepConfig`
+    field is a DataConfig / TrainConfig / MethodConfig field (an override).
     """
+    if not isinstance(config, SweepConfig):
+        names = {f.name for f in dataclasses.fields(SweepConfig)} - {"overrides"}
+        fields = {k: v for k, v in options.items() if k in names}
+        overrides = {k: v for k, v in options.items() if k not in names}
+        config = SweepConfig(dataset=config, backbone=backbone or SweepConfig.backbone,
+                             method=method or SweepConfig.method, overrides=overrides, **fields)
+    elif backbone is not None or method is not None or options:
+        raise TypeError("tune(config) takes a SweepConfig alone")
+    return _tune(config)
+
+
+def _tune(config: SweepConfig) -> SweepResult:
     clock = Clock()
     total_started = time.perf_counter()
-    if search not in SEARCHES and not grid:
-        raise ValueError(f"unknown search {search!r}; valid: {', '.join(SEARCHES)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     with clock.time("ray_init_s"):
-        init_ray(address=address, num_cpus=num_cpus)
-    resources = Resources.from_any(resources).resolved()
-    base = base_config(dataset, backbone, method, epochs=epochs, seed=seed, model=model, **overrides)
-    fixed = tuple(p for p in PARAMS if p in overrides)  # given a value: not searched
-    if grid is not None:
-        grid = check_grid(grid, fixed)
-        search = "grid"
-    storage = Path(storage_path).resolve()
-    pool_dir, shared_pool = teacher_pool_dir(storage, teacher_pool)
-    name = name or _experiment_name(dataset, backbone, method, search, grid, ablation)
-    exp_path = storage / name
-    label = teacher_label(storage, name, shared_pool)
-
+        init_ray(address=config.address, num_cpus=config.num_cpus)
+    resources = resolve_resources(config.resources)
+    base = cell_base_config(config)
+    storage = Path(config.storage_path).resolve()
+    pool_dir, shared_pool = teacher_pool_dir(storage, config.teacher_pool)
+    exp_path = storage / config.experiment_name
+    label = teacher_label(storage, config.experiment_name, shared_pool)
     with clock.time("data_s"):
         data = load_dataset(base.data)
         data_ref = ray.put(data)
     registry = _registry()
 
     # Teachers and stores known before the trials start.
-    teacher_report = None
-    known = known_configs(base, search, prebuild, fixed, grid)
-    stores: dict = {}
+    teacher_report, stores = None, {}
+    known = cell_known_configs(config)
     if known:
         with clock.time("teachers_s"):
             teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
-                                            data_refs={data.fingerprint: data_ref}, verbose=verbose > 0)
+                                            data_refs={data.fingerprint: data_ref}, verbose=config.verbose > 0)
         # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
-        buildable = [c for c in known if not (c.method.name == "csrec-t" and search == "optuna")]
+        buildable = [c for c in known if not (c.method.name == "csrec-t" and config.search == "optuna")]
         with clock.time("stores_s"):
             stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
                                      num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
 
-    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=label, trial_cpus=resources.trial_cpus, fault=fault)
+    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=label, trial_cpus=resources.trial_cpus, fault=config.fault)
     trial_resources = {"cpu": resources.trial_cpus}
     if resources.trial_gpus:
         trial_resources["gpu"] = resources.trial_gpus
-
-    def make_trainable():
-        return ray_tune.with_resources(
-            ray_tune.with_parameters(run_trial, ctx=ctx, data=data_ref, registry=registry), trial_resources,
-        )
-
-    n_expected = grid_size(grid) if grid is not None else expected_trials(method, search, num_samples, fixed)
-    restorable = ray_tune.Tuner.can_restore(str(exp_path))
-    if resume is True and not restorable:
-        raise FileNotFoundError(f"nothing to resume at {exp_path}")
-    if resume is False and exp_path.exists():
-        raise FileExistsError(f"{exp_path} exists: resume it (resume=True / --resume) or choose another storage path")
-    if restorable and resume:
-        tuner = ray_tune.Tuner.restore(str(exp_path), trainable=make_trainable(), resume_unfinished=True,
-                                       resume_errored=True)
-    else:
-        tuner = _new_tuner(make_trainable(), base, method, search, n_expected, resources, storage, name,
-                           exp_path, max_failures, asha, grace_period, verbose, fixed, grid)
+    trainable = ray_tune.with_resources(
+        ray_tune.with_parameters(run_trial, ctx=ctx, data=data_ref, registry=registry), trial_resources)
     with clock.time("tune_s"):
-        fitted = tuner.fit()
+        fitted = _tuner(config, trainable, base, resources, storage, exp_path).fit()
 
-    labels = dict(dataset=dataset, backbone=backbone, method=method, search=search)
-    if ablation is not None:
-        labels["ablation"] = ablation
+    labels = dict(dataset=config.dataset, backbone=config.backbone, method=config.method, search=config.search)
+    if config.ablation is not None:
+        labels["ablation"] = config.ablation
     frame = trials_frame(fitted, exp_path, **labels)
-    best = select_best(frame)
-    chosen = list(grid) if grid is not None else list(method_params(method, fixed))
     records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == label and r.get("trained")]
-    finished = frame["status"].isin(["completed", "stopped", "error"]).all() if len(frame) else False
     clock.sections["total_s"] = time.perf_counter() - total_started
-    result = SweepResult(
-        dataset=dataset, backbone=backbone, method=method, search=search, path=str(exp_path), trials=frame,
+    result = _result(config, frame, str(exp_path), teachers_trained=len(records), teacher_report=teacher_report,
+                     stores=stores, timings=dict(clock.sections))
+    if config.verbose:
+        print(f"[csrec.sweep] {result.summary()}", flush=True)
+    return result
+
+
+def _result(config: SweepConfig, frame: pd.DataFrame, path: str, **extra) -> SweepResult:
+    best = select_best(frame)
+    chosen = list(config.grid) if config.grid is not None else list(method_params(config.method, config.fixed))
+    finished = frame["status"].isin(["completed", "stopped", "error"]).all() if len(frame) else False
+    return SweepResult(
+        dataset=config.dataset, backbone=config.backbone, method=config.method, search=config.search, path=path,
+        trials=frame,
         best_config=None if best is None else {k: _plain(best[f"config/{k}"]) for k in chosen if f"config/{k}" in best},
         best_valid=_prefixed(best, "valid/"), best_test=_prefixed(best, "test/"),
         best_trial_path=None if best is None else best["trial_path"],
-        trials_run=len(frame), trials_expected=n_expected,
-        complete=bool(finished and len(frame) >= n_expected),
-        teachers_trained=len(records), teacher_report=teacher_report, stores=stores, timings=dict(clock.sections),
-        grid=grid, ablation=ablation,
+        trials_run=len(frame), trials_expected=config.expected_trials,
+        complete=bool(finished and len(frame) >= config.expected_trials),
+        grid=config.grid, ablation=config.ablation, **extra,
     )
-    if verbose:
-        print(f"[csrec.sweep] {result.summary()}", flush=True)
-    return result
 
 
 def teacher_pool_dir(storage: Path, teacher_pool: str | os.PathLike | None) -> tuple[str, bool]:
@@ -356,16 +335,6 @@ def trained_by_run(records: list[dict], storage: Path, shared_pool: bool) -> lis
     return [r for r in records if r.get("trained") and str(r.get("sweep", "")).startswith(prefix)]
 
 
-def _experiment_name(dataset, backbone, method, search, grid, ablation) -> str:
-    """Tune experiment directory name: main cells, ablation cells and other explicit grids never collide."""
-    if ablation is not None:
-        return ablation_experiment(dataset, backbone, method, ablation)
-    if grid is not None:
-        digest = hashlib.sha256(json.dumps(grid, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{dataset}-{backbone}-{method}-grid-{digest}"
-    return f"{dataset}-{backbone}-{method}-{search}"
-
-
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
@@ -376,47 +345,67 @@ def _prefixed(row, prefix: str) -> dict:
     return {k[len(prefix):]: float(v) for k, v in row.items() if k.startswith(prefix) and pd.notna(v)}
 
 
-def _new_tuner(trainable, base, method, search, n_expected, resources, storage, name, exp_path, max_failures,
-               asha, grace_period, verbose, fixed=(), grid=None):
-    from ray.tune.schedulers import ASHAScheduler
-
-    epochs = base.train.epochs
-    scheduler = None
-    if asha and epochs > 1:
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
-            grace_period=grace_period or max(1, epochs // 4), reduction_factor=3,
-        )
-    search_alg, param_space, num_samples = None, {}, 1
-    if search == "optuna" and method_params(method, fixed):
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        seed = base.train.seed
-        search_alg = OptunaSearch(
-            space=optuna_space(method, fixed), metric=METRIC, mode=MODE,
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_expected // 3))),
-        )
-        num_samples = n_expected
-    elif grid is not None:
-        param_space = {k: ray_tune.grid_search(list(v)) for k, v in grid.items()}
-    elif search == "paper-grid":
-        param_space = paper_grid_space(method, fixed)
+def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, storage: Path, exp_path: Path):
+    """A new Tuner for the cell, or the restored one (``resume``)."""
+    restorable = ray_tune.Tuner.can_restore(str(exp_path))
+    if config.resume is True and not restorable:
+        raise FileNotFoundError(f"nothing to resume at {exp_path}")
+    if config.resume is False and exp_path.exists():
+        raise FileExistsError(f"{exp_path} exists: resume it (resume=True / --resume) or choose another storage path")
+    if restorable and config.resume:
+        return ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    search_alg, param_space, num_samples = _search(config, base.train.seed)
     exp_path.mkdir(parents=True, exist_ok=True)
     return ray_tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-            max_concurrent_trials=resources.max_concurrent_trials, trial_dirname_creator=_trial_dirname,
+            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=_scheduler(config, base.train.epochs),
+            num_samples=num_samples, max_concurrent_trials=resources.max_concurrent_trials,
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=ray_tune.RunConfig(
-            name=name, storage_path=str(storage), verbose=verbose,
-            failure_config=ray_tune.FailureConfig(max_failures=max_failures),
+            name=config.experiment_name, storage_path=str(storage), verbose=config.verbose,
+            failure_config=ray_tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
             callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE))],
         ),
     )
+
+
+def _scheduler(config: SweepConfig, epochs: int):
+    """ASHA on the validation metric (None for a controlled grid, or a single epoch)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    if not config.asha or epochs <= 1:
+        return None
+    return ASHAScheduler(
+        time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
+        grace_period=config.grace_period or max(1, epochs // 4), reduction_factor=3,
+    )
+
+
+def _search(config: SweepConfig, seed: int) -> tuple[object, dict, int]:
+    """(search algorithm, param_space, num_samples) of the cell's search."""
+    if config.grid is not None:
+        return None, {k: ray_tune.grid_search(list(v)) for k, v in config.grid.items()}, 1
+    names = method_params(config.method, config.fixed)
+    if config.search == "paper-grid":
+        # a grid_search per parameter with several values, constants otherwise
+        space = {n: ray_tune.grid_search(list(PAPER_GRID[n])) if len(PAPER_GRID[n]) > 1 else PAPER_GRID[n][0]
+                 for n in names}
+        return None, space, 1
+    if not names:
+        return None, {}, 1
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    n_expected = config.expected_trials
+    search_alg = OptunaSearch(
+        space=optuna_space(config.method, config.fixed), metric=METRIC, mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_expected // 3))),
+    )
+    return search_alg, {}, n_expected
 
 
 # --- results ------------------------------------------------------------------------------------------

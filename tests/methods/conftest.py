@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from csrec.api import make_config
+from csrec.experiment import make_config
 from csrec.data import DataConfig, SyntheticConfig, load_dataset
 from csrec.methods import TeacherPool, teacher_specs
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +19,10 @@ from csrec.report import (
 
 from fake_sweep import make_run
 
-REPO = Path(__file__).resolve().parents[2]
-
-
 def _cli():
-    spec = importlib.util.spec_from_file_location("sweeps_report", REPO / "sweeps" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from csrec.report import cli
+
+    return cli
 
 
 def _png_ok(path: Path) -> bool:
@@ -287,7 +281,7 @@ def test_robustness_cli_runs_fits_and_plots(tmp_path, fake_run, capsys):
         assert "test_true_ranks" in arrays.files
     # Rerun: every fit is already saved, nothing trains again.
     lines = []
-    from csrec.report import run_robustness
+    from csrec.experiment import run_robustness
 
     run_robustness(out, (0.0, 0.3), 1, synthetic=dict(n_users=60, n_items=30, n_clusters=3, mean_length=10),
                    batch_size=256, log=lines.append)

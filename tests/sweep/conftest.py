@@ -33,3 +33,12 @@ def ray_session(_isolated_environment):
 def tiny() -> dict:
     """Overrides for csrec.sweep.tune / base_config: tiny synthetic data, two epochs, no patience."""
     return {"synthetic": SyntheticConfig(**TINY), "epochs": 2, "patience": 0}
+
+
+@pytest.fixture
+def grid_main():
+    """``sweeps/grid.py ARGV`` as a function (tests never import ``sweeps/``): its exit status."""
+    from csrec.search import GridConfig
+    from csrec.sweep import run_grid
+
+    return lambda argv: 0 if run_grid(GridConfig.from_argv(argv)).complete else 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -16,21 +15,13 @@ import csrec.sweep as sweep
 
 pytestmark = pytest.mark.ray
 
-REPO = Path(__file__).resolve().parents[2]
 
 
-def _grid_main():
-    spec = importlib.util.spec_from_file_location("csrec_sweeps_grid", REPO / "sweeps" / "grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def test_smoke_grid_end_to_end(ray_session, tmp_path):
+def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main):
     """grid.py --smoke on one backbone: every method, results.parquet, best vectors, Table 3."""
     run_dir = tmp_path / "smoke"
     started = time.perf_counter()
-    rc = _grid_main()(["--smoke", "--backbones", "gru4rec", "--storage-path", str(run_dir), "--verbose", "0"])
+    rc = grid_main(["--smoke", "--backbones", "gru4rec", "--storage-path", str(run_dir), "--verbose", "0"])
     wall = time.perf_counter() - started
     assert rc == 0
     results = pd.read_parquet(run_dir / "results.parquet")
@@ -113,11 +104,11 @@ def test_existing_experiment_needs_resume(ray_session, tiny, tmp_path):
     assert len(attempts) == 1
 
 
-def test_grid_runs_sharing_a_teacher_pool_count_their_own_teachers(ray_session, tmp_path):
+def test_grid_runs_sharing_a_teacher_pool_count_their_own_teachers(ray_session, tmp_path, grid_main):
     pool = tmp_path / "pool"
     common = ["--smoke", "--backbones", "gru4rec", "--methods", "csrec-m", "--search", "paper-grid", "--set",
               "beta=0.5", "--set", "temperature=3", "--epochs", "1", "--teacher-pool", str(pool), "--verbose", "0"]
-    main = _grid_main()
+    main = grid_main
     assert main(common + ["--storage-path", str(tmp_path / "a")]) == 0
     assert main(common + ["--storage-path", str(tmp_path / "b")]) == 0
     first, second = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("a", "b"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import csrec
-from csrec.api import make_config
+from csrec.experiment import make_config
 from csrec.data import DataConfig
 from csrec.errors import ConfigError, DataError
 from csrec.models import backbone_names

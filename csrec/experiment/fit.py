@@ -1,0 +1,193 @@
+"""``csrec.fit``: one experiment (data → teachers → student → test) in one process, no Ray.
+
+:func:`make_config` turns flat keywords (any DataConfig, TrainConfig or MethodConfig field) into an
+:class:`~csrec.methods.config.ExperimentConfig`; :func:`fit` runs it and returns a :class:`FitResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from csrec.atomic import atomic_path, write_atomic
+from csrec.data.dataset import DataConfig, SequenceData, load_dataset
+from csrec.errors import ConfigError
+from csrec.evaluation import EvalResult, evaluate
+from csrec.methods import MethodConfig, run_method
+from csrec.methods.config import ExperimentConfig
+from csrec.models.base import BackboneConfig, make_backbone_config
+from csrec.training import TrainConfig
+
+
+@dataclass
+class FitResult:
+    config: ExperimentConfig
+    dataset: dict  # preprocessing statistics
+    test: EvalResult
+    valid: EvalResult
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+    timings: dict[str, float]
+    teachers: list[dict] = field(default_factory=list)  # each teacher's own metrics (Table 5)
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.test.metrics
+
+    def summary(self) -> str:
+        m = self.test.metrics
+        return (
+            f"{self.config.data.name} / {self.config.backbone} / {self.config.method.name}: "
+            f"test Recall@10 {m['recall@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
+            f"(best epoch {self.best_epoch} of {self.epochs_run}, {self.timings['total_s']:.1f}s)"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "dataset": self.dataset,
+            "test": self.test.metrics,
+            "valid": self.valid.metrics,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "history": self.history,
+            "timings": self.timings,
+            "teachers": self.teachers,
+            "environment": self.environment,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the result JSON and, beside it, the per-sequence test ranks (``.npz``), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, default=_jsonable))
+        arrays = {"test_ranks": self.test.ranks, "test_positive": self.test.positive, "valid_ranks": self.valid.ranks}
+        if self.test.true_ranks is not None:
+            arrays["test_true_ranks"] = self.test.true_ranks
+        with atomic_path(path.with_suffix(".npz")) as tmp:
+            np.savez_compressed(tmp, **arrays)
+        return path
+
+
+def make_config(
+    dataset: str = "synthetic", backbone: str = "gru4rec", method: str = "base", *,
+    model: dict | BackboneConfig | None = None, **kwargs,
+) -> ExperimentConfig:
+    """Build an ExperimentConfig from a dataset/backbone/method and flat keyword arguments.
+
+    Keywords may be any field of DataConfig, TrainConfig or MethodConfig (the same names the
+    CLI takes), or whole configs as ``data=``, ``train=``, ``method_config=``.
+    """
+    data = kwargs.pop("data", None) or DataConfig(name=dataset)
+    train = kwargs.pop("train", None) or TrainConfig()
+    method_config = kwargs.pop("method_config", None) or MethodConfig(name=method)
+    fields = {
+        "data": {f.name for f in dataclasses.fields(DataConfig)} - {"name"},
+        "train": {f.name for f in dataclasses.fields(TrainConfig)},
+        "method": {f.name for f in dataclasses.fields(MethodConfig)} - {"name"},
+    }
+    updates: dict[str, dict] = {"data": {}, "train": {}, "method": {}}
+    for key, value in kwargs.items():
+        owner = next((o for o, names in fields.items() if key in names), None)
+        if owner is None:
+            valid = sorted(set().union(*fields.values()))
+            raise ConfigError(f"unknown parameter {key!r}; valid parameters: {', '.join(valid)}")
+        updates[owner][key] = value
+    data = dataclasses.replace(data, **updates["data"])
+    train = dataclasses.replace(train, **updates["train"])
+    method_config = dataclasses.replace(method_config, **updates["method"])
+    model_config = model if isinstance(model, BackboneConfig) or model is None else make_backbone_config(backbone, model)
+    if model_config is None:
+        make_backbone_config(backbone)  # validates the name early
+    config = ExperimentConfig(data=data, backbone=backbone.lower(), model=model_config, method=method_config, train=train)
+    config.data.validate()
+    config.train.validate()
+    config.method.validate()
+    return config
+
+
+def fit(
+    dataset: str = "synthetic", backbone: str = "gru4rec", method: str = "base", *,
+    config: ExperimentConfig | None = None, data: SequenceData | None = None, pool=None, **kwargs,
+) -> FitResult:
+    """Train and test one model.  Returns metrics, per-sequence ranks, config and timings.
+
+    >>> result = csrec.fit("synthetic", "gru4rec", epochs=2)        # doctest: +SKIP
+    >>> result.metrics["ndcg@10"]                                    # doctest: +SKIP
+
+    ``pool`` (a :class:`csrec.methods.TeacherPool`) lets several fits share trained teachers.
+    """
+    config = config or make_config(dataset, backbone, method, **kwargs)
+    started = time.perf_counter()
+    data = data if data is not None else load_dataset(config.data)
+    t_data = time.perf_counter() - started
+    device = config.train.torch_device()
+    outcome = run_method(config, data, pool=pool)
+    t0 = time.perf_counter()
+    test = evaluate(outcome.student, data, "test", device=device)
+    t_test = time.perf_counter() - t0
+    valid = evaluate(outcome.student, data, "valid", device=device)
+    history = [dataclasses.asdict(h) for h in outcome.train.history]
+    epochs_run = len(history)
+    train_s = sum(h["seconds_train"] for h in history)
+    valid_s = sum(h["seconds_valid"] for h in history)
+    timings = {
+        "data_s": t_data,
+        "teachers_s": outcome.teacher_seconds,
+        "soft_labels_s": outcome.soft_label_seconds,
+        "student_s": outcome.train.seconds,
+        "train_epoch_s": train_s / max(epochs_run, 1),
+        "valid_pass_s": valid_s / max(epochs_run, 1),
+        "test_pass_s": t_test,
+        "total_s": time.perf_counter() - started,
+    }
+    return FitResult(
+        config=config, dataset=data.stats(), test=test, valid=valid, best_epoch=outcome.train.best_epoch,
+        epochs_run=epochs_run, history=history, timings=timings, teachers=outcome.teachers,
+        environment=environment(device),
+    )
+
+
+def environment(device: torch.device | str = "cpu") -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "device": str(device),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

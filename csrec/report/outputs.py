@@ -1,0 +1,218 @@
+"""What a sweep run directory holds after each ``sweeps/grid.py`` invocation: results.parquet, the
+best trials' per-sequence vectors (``best/``), the run's table.md and summary.json.
+
+Cells that an earlier invocation on the same run directory wrote and this one did not rerun are
+kept (a ``--resume --ablation`` invocation adds its cells to the main grid's).  The table follows
+Table 3's layout with the paired t-test marks of :mod:`csrec.report.stats`, the same test and marks
+as the report's tables (:mod:`csrec.report.tables`) built from the same best trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from csrec.atomic import atomic_path, write_atomic
+from csrec.methods.config import METHODS, SYMBOLS
+from csrec.metrics import ndcg_at_k, recall_at_k
+from csrec.report.stats import ALPHA, significance_marks
+
+KEY = ["dataset", "backbone", "method", "ablation"]
+FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "status", "error", "is_best"]
+COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
+           ("recall@10", "Recall+@10", True), ("ndcg@10", "NDCG+@10", True))
+
+
+def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = None) -> dict[str, Path]:
+    """Write results.parquet, best/<cell>.npz, table.md and summary.json into ``run_dir``.
+
+    ``cells``: the cells this invocation ran (:class:`csrec.sweep.SweepResult`: ``trials``,
+    ``best_trial_path``, ``record()`` and the labels).  ``extra``: more summary.json entries.
+    """
+    run_dir = Path(run_dir)
+    previous, before = _previous_outputs(run_dir)
+    rerun = {(c.dataset, c.backbone, c.method, c.ablation) for c in cells}
+    frames = [_trial_rows(c) for c in cells]
+    if previous is not None and len(previous):
+        keys = pd.Series(list(zip(*(previous[k] for k in KEY))), index=previous.index)
+        frames.append(previous[~keys.isin(rerun)])
+    filled = [f for f in frames if len(f)]  # (an empty frame would turn integer columns into floats)
+    results = _ordered(pd.concat(filled, ignore_index=True)) if filled else pd.DataFrame()
+    paths = {"results": run_dir / "results.parquet", "table": run_dir / "table.md", "summary": run_dir / "summary.json"}
+    with atomic_path(paths["results"]) as tmp:
+        _parquet_ready(results.copy()).to_parquet(tmp, index=False)
+    main = results[results["ablation"].isna()] if len(results) else results
+    best = _best_vectors(run_dir, main)
+    write_atomic(paths["table"], run_table(main.drop(columns=["ablation"]) if len(main) else main, best))
+    summary = {
+        "cells": [c.record() for c in cells if c.ablation is None]
+        + [c for c in before.get("cells", []) if (c["dataset"], c["backbone"], c["method"], None) not in rerun],
+        **(extra or {}),
+        "ablations": [c for c in before.get("ablations", [])
+                      if (c["dataset"], c["backbone"], c["method"], c["ablation"]) not in rerun]
+        + [c.record() for c in cells if c.ablation is not None],
+    }
+    write_atomic(paths["summary"], json.dumps(summary, indent=1, default=str))
+    return paths
+
+
+def _trial_rows(cell) -> pd.DataFrame:
+    frame = cell.trials.copy()
+    frame["ablation"] = cell.ablation
+    frame["is_best"] = False
+    if cell.best_trial_path is not None and len(frame):
+        frame.loc[frame["trial_path"] == cell.best_trial_path, "is_best"] = True
+    return frame
+
+
+def _previous_outputs(run_dir: Path) -> tuple[pd.DataFrame | None, dict]:
+    """(results.parquet's rows, summary.json) of earlier invocations, or (None, {})."""
+    file = run_dir / "results.parquet"
+    if not file.is_file():
+        return None, {}
+    try:
+        frame = pd.read_parquet(file)
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    except Exception as exc:  # noqa: BLE001 - an unreadable earlier output is not worth failing the run for
+        print(f"[grid] earlier results in {run_dir} unreadable ({type(exc).__name__}: {exc}); not kept", flush=True)
+        return None, {}
+    if len(frame) and "dataset" not in frame:
+        return None, summary
+    if "ablation" not in frame:  # written before ablations existed: every trial is the main grid's
+        frame["ablation"] = None
+    frame["ablation"] = frame["ablation"].map(_clean).astype(object)
+    return frame, summary
+
+
+def _ordered(results: pd.DataFrame) -> pd.DataFrame:
+    configs = sorted(c for c in results.columns if c.startswith("config/"))
+    rest = [c for c in results.columns if c not in FIRST_COLUMNS and c not in configs]
+    return results[[c for c in FIRST_COLUMNS if c in results.columns] + configs + rest]
+
+
+def _clean(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """One type per object column: None for missing, booleans and numbers kept, anything else as text."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        values = [_clean(v.item() if isinstance(v, np.generic) else v) for v in frame[column]]
+        kinds = {type(v) for v in values if v is not None}
+        if kinds and kinds <= {bool}:
+            pass
+        elif kinds and kinds <= {int, float}:
+            values = [None if v is None else float(v) for v in values]
+        else:
+            values = [v if v is None or isinstance(v, str) else json.dumps(v, default=str) for v in values]
+        frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
+def _best_vectors(run_dir: Path, main: pd.DataFrame) -> dict[tuple, dict]:
+    """(dataset, backbone, method) → per-sequence test vectors of the cell's best trial; also
+    copied to ``best/<dataset>__<backbone>__<method>.npz``."""
+    (run_dir / "best").mkdir(parents=True, exist_ok=True)
+    best: dict[tuple, dict] = {}
+    if not len(main):
+        return best
+    for row in main[main["is_best"].fillna(False).astype(bool)].itertuples():
+        vectors = load_best_vectors(row.trial_path)
+        if vectors is None:
+            continue
+        best[(row.dataset, row.backbone, row.method)] = vectors
+        with atomic_path(run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}.npz") as tmp:
+            np.savez_compressed(tmp, **vectors)
+    return best
+
+
+def load_best_vectors(trial_path: str | Path) -> dict[str, np.ndarray] | None:
+    """Per-sequence test vectors of a trial: ranks, positive mask, Recall@10 and NDCG@10."""
+    path = Path(trial_path) / "ranks.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as payload:
+        ranks = payload["test_ranks"]
+        positive = payload["test_positive"].astype(bool)
+    return {"test_ranks": ranks, "test_positive": positive,
+            "recall@10": recall_at_k(ranks, 10), "ndcg@10": ndcg_at_k(ranks, 10)}
+
+
+# --- the run's table ------------------------------------------------------------------------------
+def _has_ratings(vectors: dict) -> bool:
+    positive = vectors["test_positive"]
+    return bool(positive.any() and not positive.all())
+
+
+def significance(best: dict[tuple, dict], dataset: str, backbone: str) -> dict[tuple[str, str], dict]:
+    """{(method, column label): {"mark": str, "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone):
+    :func:`csrec.report.stats.significance_marks` per column, the test behind the report's tables too."""
+    vectors = {m: v for (d, b, m), v in best.items() if (d, b) == (dataset, backbone)}
+    out: dict = {}
+    for metric, label, plus in COLUMNS:
+        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None).items():
+            out[(method, label)] = entry
+    return out
+
+
+def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
+    """table.md: per dataset, rows = backbone × method, columns = test metrics of the best trial."""
+    lines = [
+        "# CSRec sweep: test metrics of the best configuration on validation",
+        "",
+        "Each cell is the test metric of the trial with the best validation NDCG@10 of its "
+        "(dataset, backbone, method). Marks: `*` significantly better than Base, `†` significantly "
+        f"better than SoftRec (two-sided paired t-test over test sequences, p < {ALPHA}; the + columns "
+        "use the positively rated test sequences).",
+    ]
+    if not len(results):
+        return "\n".join(lines + ["", "(no trials)"]) + "\n"
+    for dataset in sorted(results["dataset"].unique()):
+        sub = results[results["dataset"] == dataset]
+        ratings = any(_has_ratings(v) for (d, _, _), v in best.items() if d == dataset)
+        columns = [c for c in COLUMNS if ratings or not c[2]]
+        lines += ["", f"## {dataset}", ""]
+        header = ["backbone", "method", *[c[1] for c in columns], "best config (validation)",
+                  "trials completed / run (the rest stopped early by ASHA or failed)"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for backbone in sorted(sub["backbone"].unique()):
+            marks = significance(best, dataset, backbone)
+            for method in [m for m in METHODS if m in set(sub[sub["backbone"] == backbone]["method"])]:
+                cell = sub[(sub["backbone"] == backbone) & (sub["method"] == method)]
+                lines.append(_table_row(cell, best.get((dataset, backbone, method)), backbone, method, columns, marks))
+    return "\n".join(lines) + "\n"
+
+
+def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: str, columns, marks) -> str:
+    row = [backbone, method]
+    for metric, label, plus in columns:
+        if vectors is None:
+            row.append("–")
+            continue
+        mask = vectors["test_positive"] if plus else slice(None)
+        value = float(np.mean(vectors[metric][mask])) if np.size(vectors[metric][mask]) else math.nan
+        row.append(f"{value:.4f}{marks.get((method, label), {}).get('mark', '')}")
+    row.append(_best_config_text(cell))
+    counts = cell["status"].value_counts().to_dict()
+    row.append(f"{counts.get('completed', 0)}/{len(cell)}")
+    return "| " + " | ".join(row) + " |"
+
+
+def _best_config_text(cell: pd.DataFrame) -> str:
+    best = cell[cell.get("is_best", pd.Series(False, index=cell.index)).fillna(False).astype(bool)]
+    if not len(best):
+        return "–"
+    row = best.iloc[0]
+    parts = []
+    for name, short in SYMBOLS.items():
+        value = row.get(f"config/{name}")
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
+    return ", ".join(parts) or "–"

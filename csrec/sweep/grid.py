@@ -1,0 +1,130 @@
+"""A run directory's sweep: every cell of a :class:`~csrec.search.GridConfig`, one after another.
+
+:func:`run_grid` trains every teacher the cells know up front in one concurrent batch, runs each
+cell with :func:`csrec.sweep.tune` (a failing cell is recorded, the others go on), and hands the
+trials to :func:`csrec.report.write_run_outputs` (results.parquet, best/, table.md, summary.json).
+``run.json`` records each invocation's command line; a resumed one keeps the earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from csrec.atomic import write_atomic
+from csrec.errors import ConfigError
+from csrec.report.outputs import write_run_outputs
+from csrec.search.config import GridConfig, SweepConfig
+from csrec.search.space import ABLATIONS
+from csrec.sweep.runtime import init_ray
+from csrec.sweep.teachers import read_teacher_records, train_teachers
+from csrec.sweep.tuner import SweepResult, cell_known_configs, teacher_label, teacher_pool_dir, trained_by_run, tune
+
+
+@dataclass
+class GridResult:
+    """What :func:`run_grid` did: the cells that ran, the ones that failed, and where it wrote."""
+
+    cells: list[SweepResult] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    expected: int = 0
+    paths: dict = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures and len(self.cells) == self.expected and all(r.complete for r in self.cells)
+
+
+def run_grid(config: GridConfig, log=print) -> GridResult:
+    """Run every cell of ``config`` into its run directory; ConfigError when there is nothing to run
+    or the run directory exists without ``resume`` / ``fresh``."""
+    started = time.perf_counter()
+    datasets = config.usable_datasets(log=lambda text: log(text, flush=True))
+    if not datasets:
+        raise ConfigError("no dataset to run")
+    run_dir = Path(config.storage_path).resolve()
+    _prepare(run_dir, config)
+    cells = config.cells(datasets)
+    init_s = init_ray(address=config.address, num_cpus=config.num_cpus)
+    pool_dir, shared_pool = teacher_pool_dir(run_dir, config.teacher_pool)
+    _record_invocation(run_dir, config, cells)
+    log(_announce(config, cells, datasets, run_dir, init_s), flush=True)
+
+    # Every teacher the cells know up front (paper grid, ablations): trained at once, concurrently.
+    known = [c for cell in cells for c in cell_known_configs(cell)]
+    teacher_report = None
+    if known:
+        prebuild = "ablation" if config.ablations else "grid"
+        teacher_report = train_teachers(known, pool_dir, config.resources,
+                                        sweep=teacher_label(run_dir, prebuild, shared_pool), storage_path=run_dir)
+
+    outcome = GridResult(expected=len(cells))
+    for i, cell in enumerate(cells, 1):
+        log(f"[grid] cell {i}/{len(cells)}: {cell.label}", flush=True)
+        try:
+            result = tune(cell)
+        except Exception as exc:  # noqa: BLE001 - one broken cell must not sink the grid
+            log(f"[grid] cell {cell.label} failed: {type(exc).__name__}: {exc}", flush=True)
+            outcome.failures.append({"cell": [cell.dataset, cell.backbone, cell.method]
+                                     + ([cell.ablation] if cell.ablation else []),
+                                     "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        outcome.cells.append(result)
+        log(f"[grid] {result.summary()}", flush=True)
+        if not result.complete and (result.trials["status"] == "interrupted").any():
+            log("[grid] the sweep was interrupted; rerun with --resume to continue", flush=True)
+            break
+
+    wall = time.perf_counter() - started
+    # A shared pool holds other runs' teachers too: count the ones this run trained.
+    trained = trained_by_run(read_teacher_records(pool_dir), run_dir, shared_pool)
+    n_trials = sum(r.trials_run for r in outcome.cells)
+    outcome.paths = write_run_outputs(run_dir, outcome.cells, {
+        "argv": config.argv, "command": config.command, "wall_s": wall, "trials": n_trials,
+        "teachers_trained": len(trained), "teacher_pool": pool_dir, "failed_cells": outcome.failures,
+        "teacher_launch_overhead_s": None if teacher_report is None else teacher_report.launch_overheads,
+    })
+    log(f"[grid] {'done' if outcome.complete else 'INCOMPLETE'}: {n_trials} trials in {len(outcome.cells)}/"
+        f"{len(cells)} cells, {len(trained)} teachers in the pool, {wall:.1f}s wall", flush=True)
+    log(f"[grid] wrote {outcome.paths['results']}, {outcome.paths['table']}, {run_dir / 'best'}", flush=True)
+    return outcome
+
+
+def _prepare(run_dir: Path, config: GridConfig) -> None:
+    if run_dir.exists() and not config.resume:
+        if not config.fresh:
+            raise ConfigError(f"{run_dir} exists: pass --resume to continue it, --fresh to start over, "
+                              f"or another --storage-path")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _announce(config: GridConfig, cells: list[SweepConfig], datasets, run_dir: Path, init_s: float) -> str:
+    if config.ablations:
+        n_trials = sum(ABLATIONS[c.ablation].trials(c.method) for c in cells)
+        return (f"[grid] {len(cells)} ablation cells ({', '.join(config.ablations)}; {n_trials} trials), run dir "
+                f"{run_dir} (ray up in {init_s:.1f}s)")
+    n_methods = len(cells) // max(1, len(datasets) * len(config.backbones))
+    return (f"[grid] {len(cells)} cells ({len(datasets)} datasets × {len(config.backbones)} backbones × "
+            f"{n_methods} methods), search={config.search}, num_samples={config.num_samples}, run dir {run_dir} "
+            f"(ray up in {init_s:.1f}s)")
+
+
+def _record_invocation(run_dir: Path, config: GridConfig, cells: list[SweepConfig]) -> None:
+    """run.json: this invocation, and (resumed) the earlier ones under ``previous``."""
+    path = run_dir / "run.json"
+    previous = []
+    if config.resume and path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        previous = list(old.pop("previous", []) or []) + ([old] if old else [])
+    main = [(c.dataset, c.backbone, c.method) for c in cells if c.ablation is None]
+    ablation = [(c.dataset, c.backbone, c.method, c.ablation) for c in cells if c.ablation is not None]
+    entry = {"argv": config.argv, "command": config.command, "cells": main, "ablation_cells": ablation,
+             "started": time.time()}
+    write_atomic(path, json.dumps({**entry, "previous": previous}, indent=1))

@@ -1,0 +1,44 @@
+"""The sweep's typed config and the ``sweeps/grid.py`` command line that builds it (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from csrec.errors import ConfigError
+from csrec.search import GridConfig, SweepConfig
+
+
+def test_grid_config_rejects_bad_ablation_arguments():
+    run = ["--smoke", "--storage-path", "unused"]
+    with pytest.raises(ConfigError, match="unknown ablation teacher"):
+        GridConfig.from_argv(run + ["--ablation", "teacher"])
+    with pytest.raises(ConfigError, match="--grace-period must be at least 1 epoch, got 0"):
+        GridConfig.from_argv(run + ["--grace-period", "0"])
+    with pytest.raises(ConfigError, match="the expectation ablation sweeps csrec-t"):
+        GridConfig.from_argv(run + ["--ablation", "expectation", "--methods", "csrec-m,csrec-d"])
+    with pytest.raises(ConfigError, match="varies num_teachers: do not fix it with --set"):
+        GridConfig.from_argv(run + ["--ablation", "teachers", "--set", "num_teachers=3"])
+    with pytest.raises(ConfigError, match="unknown dataset lastfmm"):
+        GridConfig.from_argv(["--datasets", "lastfmm"])
+
+
+def test_grid_config_of_the_smoke_command_line():
+    config = GridConfig.from_argv(["--smoke", "--backbones", "gru4rec", "--set", "beta=0.5", "--epochs", "3"])
+    assert config.datasets == ("synthetic",) and config.backbones == ("gru4rec",) and config.num_samples == 2
+    assert config.epochs == 3 and config.storage_path == "runs/sweep-smoke"
+    assert config.command == "python sweeps/grid.py --smoke --backbones gru4rec --set beta=0.5 --epochs 3"
+    cells = config.cells()
+    assert [c.method for c in cells] == ["base", "softrec", "csrec-m", "csrec-d", "csrec-t"]
+    assert all(c.fixed == ("beta",) and c.overrides["beta"] == 0.5 for c in cells)
+    assert cells[2].expected_trials == 2 and cells[0].expected_trials == 1
+    assert config.data_config("synthetic").synthetic.n_users == 120
+    # A later invocation on the same run directory repeats the data and budget, not the method parameters.
+    assert config.carried_argv() == ["--smoke", "--epochs", "3"]
+
+
+def test_sweep_config_checks_its_search():
+    with pytest.raises(ValueError, match="unknown search"):
+        SweepConfig(search="random")
+    with pytest.raises(ValueError, match="both fixed"):
+        SweepConfig(grid={"beta": [0.5]}, overrides={"beta": 0.25})
+    assert SweepConfig(grid={"beta": (0.25, 0.5)}).search == "grid"
