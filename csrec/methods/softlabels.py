@@ -31,10 +31,9 @@ import torch
 
 from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
+from csrec.methods.config import STORE_MODES
 from csrec.models.base import SequentialRecommender
 from csrec.models.precision import PRECISIONS, compute_dtype, full_precision
-
-MODES = ("factored", "dense", "topk", "prior")
 
 
 @dataclass
@@ -220,8 +219,8 @@ def build_store(
     rep_dtype=np.float32,
 ) -> SoftLabelStore:
     """Run the teachers once over every training target and keep their outputs in ``mode``."""
-    if mode not in ("factored", "dense", "topk"):
-        raise ValueError(f"unknown store mode {mode!r}; valid: factored, dense, topk")
+    if mode not in STORE_MODES:
+        raise ValueError(f"unknown store mode {mode!r}; valid: {', '.join(STORE_MODES)}")
     if mode == "topk" or (mode == "dense" and ensemble == "probs"):
         if temperature is None:
             raise ValueError(f"a {mode} store with {ensemble} ensembling needs a temperature")
@@ -244,7 +243,6 @@ def build_store(
     # Dense and top-K rows are derived from the exact factored store, chunk by chunk.
     n_rows, n_items = data.n_train_targets, data.n_items
     chunk = max(1, (1 << 22) // max(n_items, 1))
-    t = temperature or 1.0
     if mode == "dense":
         values = np.empty((n_rows, n_items), dtype=np.float16)
     else:
@@ -258,9 +256,9 @@ def build_store(
                 e = _factored_logits(store, rows).mean(0)
                 values[lo : lo + len(rows)] = e.numpy().astype(np.float16)
             else:
-                values[lo : lo + len(rows)] = store.teacher_probs(rows, t).clamp_min(1e-30).log().numpy().astype(np.float16)
+                values[lo : lo + len(rows)] = store.teacher_probs(rows, temperature).clamp_min(1e-30).log().numpy().astype(np.float16)
         else:
-            probs = store.teacher_probs(rows, t)
+            probs = store.teacher_probs(rows, temperature)
             top = torch.topk(probs, k, dim=-1)
             values[lo : lo + len(rows)] = top.values.numpy()
             indices[lo : lo + len(rows)] = top.indices.numpy().astype(np.int32)

@@ -170,9 +170,15 @@ class TrainedTeacher:
 
 def train_teacher(
     spec: TeacherSpec, data: SequenceData, train: TrainConfig, side: SequentialRecommender | None = None,
-    on_epoch=None,
+    on_epoch=None, *, sequence_subset=None, prepare=None,
 ) -> TrainedTeacher:
-    """Train one teacher from scratch (the side teacher of a robust one must be given)."""
+    """Train one teacher from scratch (the side teacher of a robust one must be given).
+
+    Data-parallel training (:mod:`csrec.sweep.teachers`) plugs in here: ``sequence_subset``
+    replaces the teacher's own training sequences (one rank's share), and ``prepare(model,
+    params)`` runs once the model and its trainable parameters exist (to average gradients
+    across ranks, or to load a checkpoint).
+    """
     train = dataclasses.replace(train, seed=spec.seed)
     torch.manual_seed(spec.seed)
     model = build_backbone(spec.backbone, data.n_items, data.max_len, dict(spec.model))
@@ -187,10 +193,12 @@ def train_teacher(
             noise.to(train.torch_device())
         loss_fn = RobustTeacherLoss(side, noise, spec.alpha)
         params = list(model.parameters()) + (list(noise.parameters()) if noise is not None else [])
+    if prepare is not None:
+        prepare(model, params or list(model.parameters()))
     started = time.perf_counter()
     kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
-    outcome = train_model(model, data, train, sequence_subset=subset, params=params, on_epoch=on_epoch,
-                          label=f"teacher {spec.describe()}", **kwargs)
+    outcome = train_model(model, data, train, sequence_subset=subset if sequence_subset is None else sequence_subset,
+                          params=params, on_epoch=on_epoch, label=f"teacher {spec.describe()}", **kwargs)
     device = train.torch_device()
     info = {
         "spec": spec.to_dict(),

@@ -41,12 +41,10 @@ import torch
 from csrec.atomic import write_atomic
 from csrec.data.dataset import SequenceData, load_dataset
 from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
-from csrec.evaluation import evaluate
-from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss, TrainedTeacher
-from csrec.models.base import build_backbone
+from csrec.methods.teachers import TrainedTeacher
 from csrec.search.config import Resources
 from csrec.sweep.runtime import node_id, resolve_resources
-from csrec.training import TrainConfig, train_model
+from csrec.training import TrainConfig
 
 
 # --- locks and records ---------------------------------------------------------------------------
@@ -289,12 +287,13 @@ def train_teachers(
 def _torch_teacher_loop(cfg: dict) -> dict | None:
     """Ray Train worker: one teacher, data-parallel over ``world`` workers (gloo/NCCL all-reduce).
 
-    Each rank trains on an equal share of the teacher's training sub-sessions and the gradients
-    are averaged after every backward pass, so all ranks take identical optimiser steps.  With
-    more than one worker, early stopping is off (ranks must run the same number of steps) and
-    each rank picks its best epoch on its share of the validation sequences; rank 0's model is
-    saved into the pool.  Rank 0 checkpoints its weights every epoch; a restarted run loads
-    them and trains the remaining epochs (the optimiser state starts afresh).
+    Each rank trains (:func:`csrec.methods.train_teacher`) on an equal share of the teacher's
+    training sub-sessions and the gradients are averaged after every backward pass, so all ranks
+    take identical optimiser steps.  With more than one worker, early stopping is off (ranks must
+    run the same number of steps) and each rank picks its best epoch on its share of the
+    validation sequences; rank 0's model is saved into the pool.  Rank 0 checkpoints its weights
+    every epoch; a restarted run loads them and trains the remaining epochs (the optimiser state
+    starts afresh).
     """
     from ray import train as ray_train
 
@@ -312,60 +311,52 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     if pool.has(spec, data, train):
         ray_train.report({"epoch": 0, "skipped": 1})
         return record if rank == 0 else None
-
     if torch.cuda.is_available():
         # Train shows every worker all GPUs of its node; "cuda" must mean this worker's own one.
         from ray.train.torch import get_device
 
         torch.cuda.set_device(get_device())
-    device = train.torch_device()
-    torch.manual_seed(spec.seed)
-    model = build_backbone(spec.backbone, data.n_items, data.max_len, dict(spec.model))
-    subset = data.subsample(spec.subsample, spec.subsample_seed) if spec.subsample is not None else None
-    loss_kwargs, params = {}, None
-    if spec.robust:
-        side = pool.get(spec.side, data, train).model.to(device)
-        noise = NoiseMatrix(data.n_items, dict(spec.model).get("embedding_dim", 64)) if spec.expectation_term else None
-        if noise is not None:
-            noise.to(device)
-        loss_kwargs["loss_fn"] = RobustTeacherLoss(side, noise, spec.alpha)
-        params = list(model.parameters()) + (list(noise.parameters()) if noise is not None else [])
-    shard = subset
-    local_train = dataclasses.replace(train, seed=spec.seed, progress=False)
-    if world > 1:
-        shard = _rank_shard(data, subset, spec.seed, rank, world)
-        local_train = dataclasses.replace(local_train, patience=0)
-        _average_gradients(params or list(model.parameters()), world)
-    first_epoch = _resume(model, ray_train.get_checkpoint())
-    remaining = max(train.epochs - first_epoch, 1)
-    local_train = dataclasses.replace(local_train, epochs=remaining)
+
+    state = _checkpoint_state(ray_train.get_checkpoint())
+    first_epoch = int(state["epoch"]) if state else 0
+    trained_model = []
+
+    def prepare(model, params) -> None:
+        trained_model.append(model)
+        if world > 1:
+            _average_gradients(params, world)
+        if state:
+            model.load_state_dict(state["model"])
 
     def on_epoch(log) -> None:
-        metrics = {"epoch": first_epoch + log.epoch, "train_loss": log.train_loss,
-                   "valid_ndcg@10": log.valid.get("ndcg@10", 0.0)}
+        epoch = first_epoch + log.epoch
+        metrics = {"epoch": epoch, "train_loss": log.train_loss, "valid_ndcg@10": log.valid.get("ndcg@10", 0.0)}
         if rank == 0:
             with tempfile.TemporaryDirectory() as directory:
-                torch.save({"model": model.state_dict(), "epoch": first_epoch + log.epoch}, Path(directory) / "teacher.pt")
+                torch.save({"model": trained_model[0].state_dict(), "epoch": epoch}, Path(directory) / "teacher.pt")
                 ray_train.report(metrics, checkpoint=ray_train.Checkpoint.from_directory(directory))
         else:
             ray_train.report(metrics)  # every rank reports: it is a barrier
 
-    started = time.perf_counter()
-    outcome = train_model(model, data, local_train, sequence_subset=shard, params=params, on_epoch=on_epoch,
-                          label=f"teacher {spec.describe()} rank {rank}", **loss_kwargs)
+    shard = None
+    local_train = dataclasses.replace(train, progress=False)
+    if world > 1:
+        subset = data.subsample(spec.subsample, spec.subsample_seed) if spec.subsample is not None else None
+        shard = _rank_shard(data, subset, spec.seed, rank, world)
+        local_train = dataclasses.replace(local_train, patience=0)
+    local_train = dataclasses.replace(local_train, epochs=max(train.epochs - first_epoch, 1))
+    side = pool.get(spec.side, data, train).model if spec.robust else None
+    teacher = train_teacher(spec, data, local_train, side=side, on_epoch=on_epoch, sequence_subset=shard,
+                            prepare=prepare)
     if rank != 0:
         return None
-    info = {
-        "spec": spec.to_dict(), "best_epoch": first_epoch + outcome.best_epoch, "epochs_run": len(outcome.history),
-        "seconds": time.perf_counter() - started,
-        "valid": evaluate(model, data, "valid", device=device).metrics,
-        "test": evaluate(model, data, "test", device=device).metrics,
-    }
-    record.update(trained=True, seconds=info["seconds"], finished_at=time.time(),
-                  valid_ndcg10=info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where())
+    teacher = dataclasses.replace(teacher, key=key, model=teacher.model.cpu())
+    teacher.info["best_epoch"] += first_epoch
+    record.update(trained=True, seconds=teacher.info["seconds"], finished_at=time.time(),
+                  valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where())
     with file_lock(Path(cfg["pool_dir"]) / "locks" / f"{key}.lock"):
         if not pool.has(spec, data, train):
-            _save_teacher(pool, TrainedTeacher(spec=spec, key=key, model=model.cpu(), info=info), record)
+            _save_teacher(pool, teacher, record)
     return record
 
 
@@ -391,14 +382,12 @@ def _average_gradients(params, world: int) -> None:
             p.register_post_accumulate_grad_hook(average)
 
 
-def _resume(model, checkpoint) -> int:
-    """Load the weights of a restarted run's last checkpoint; returns the epochs it had done."""
+def _checkpoint_state(checkpoint) -> dict | None:
+    """A restarted run's last checkpoint: ``{"model": state_dict, "epoch": epochs done}`` (None without one)."""
     if checkpoint is None:
-        return 0
+        return None
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    return int(state["epoch"])
+        return torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
 
 
 def train_teacher_torchtrainer(
