@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", action="append", metavar="KEY=VALUE",
                      help="backbone hyperparameter, repeatable, e.g. --model embedding_dim=32 --model num_layers=1")
     fit.add_argument("--output", default=None, metavar="FILE",
-                     help="write the result JSON here (per-sequence test ranks go to the .npz beside it)")
+                     help="write the result JSON here; beside it go the trained model (NAME.model.pt, for "
+                     "csrec recommend --model and csrec.load) and the per-sequence test ranks (NAME.npz)")
     _add_dataclass_flags(fit, DataConfig, skip=("name",))
     _add_dataclass_flags(fit, TrainConfig)
     _add_dataclass_flags(fit, MethodConfig, skip=("name",))
@@ -311,7 +312,8 @@ def _fit(args) -> int:
     print(json.dumps(result.test.metrics, indent=2))
     if args.output:
         path = result.save(args.output)
-        print(f"result written to {path} (per-sequence ranks in {path.with_suffix('.npz')})", file=sys.stderr)
+        print(f"result written to {path} (model in {artifacts.model_path_for(path)}, per-sequence ranks in "
+              f"{path.with_suffix('.npz')})", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,9 @@
 """``csrec.fit``: one experiment (data → teachers → student → test) in one process, no Ray.
 
 :func:`make_config` turns flat keywords (any DataConfig, TrainConfig or MethodConfig field) into an
-:class:`~csrec.methods.config.ExperimentConfig`; :func:`fit` runs it and returns a :class:`FitResult`.
+:class:`~csrec.methods.config.ExperimentConfig`; :func:`fit` runs it and returns a :class:`FitResult`,
+which keeps the trained student: :meth:`FitResult.save` writes it beside the result JSON, and
+:func:`csrec.load` reads it back for recommendations.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from csrec import artifacts
 from csrec.atomic import atomic_path, write_atomic
 from csrec.data.dataset import DataConfig, SequenceData, load_dataset
 from csrec.errors import ConfigError
 from csrec.evaluation import EvalResult, evaluate
 from csrec.methods import MethodConfig, run_method
 from csrec.methods.config import ExperimentConfig
-from csrec.models.base import BackboneConfig, make_backbone_config
+from csrec.models.base import BackboneConfig, SequentialRecommender, make_backbone_config
 from csrec.training import TrainConfig
 
 
@@ -39,6 +42,10 @@ class FitResult:
     timings: dict[str, float]
     teachers: list[dict] = field(default_factory=list)  # each teacher's own metrics (Table 5)
     environment: dict = field(default_factory=dict)
+    # The trained student (its best epoch's weights) and the prepared data it was trained on: what
+    # save() needs to write a loadable model.  Neither goes into to_dict().
+    student: SequentialRecommender | None = field(default=None, repr=False, compare=False)
+    data: SequenceData | None = field(default=None, repr=False, compare=False)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -67,9 +74,27 @@ class FitResult:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the result JSON and, beside it, the per-sequence test ranks (``.npz``), atomically."""
+        """Write the result JSON and, beside it, the trained student (``NAME.model.pt``, see
+        :func:`csrec.artifacts.model_path_for`) and the per-sequence test ranks (``.npz``), each
+        atomically.  ``csrec.load(NAME.model.pt)`` reads the model back.
+
+        The model is written first: it checks that ``config.data`` prepared the data the student
+        was trained on, so a result whose config does not describe its data saves nothing.  A
+        FitResult built without a student (not by :func:`fit`) saves the JSON and ranks only.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.student is not None:
+            model_path = artifacts.model_path_for(path)
+            if self.data is None:
+                raise ConfigError(f"{model_path}: cannot save the model without the data it was trained on (FitResult.data)")
+            try:
+                artifacts.save(model_path, self.student, self.data, self.config.data)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{model_path}: cannot save the model: {exc} (fit(data=...) was given data that "
+                    "config.data does not prepare)"
+                ) from None
         write_atomic(path, json.dumps(self.to_dict(), indent=2, default=_jsonable))
         arrays = {"test_ranks": self.test.ranks, "test_positive": self.test.positive, "valid_ranks": self.valid.ranks}
         if self.test.true_ranks is not None:
@@ -154,7 +179,7 @@ def fit(
     return FitResult(
         config=config, dataset=data.stats(), test=test, valid=valid, best_epoch=outcome.train.best_epoch,
         epochs_run=epochs_run, history=history, timings=timings, teachers=outcome.teachers,
-        environment=environment(device),
+        environment=environment(device), student=outcome.student, data=data,
     )
 
 
