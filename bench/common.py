@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from csrec.api import environment
+from csrec.experiment import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
