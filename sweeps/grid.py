@@ -1,8 +1,9 @@
 """The dataset × backbone × method grid on Ray (locally, or on a cluster from ``ray up cluster.yaml``).
 
     python sweeps/grid.py --datasets all --backbones all [--methods all] [--num-samples N]
-                          [--search optuna|paper-grid] [--resume] [--smoke] [--storage-path DIR]
-                          [--epochs N] [--data-dir DIR] [--address ADDR]
+                          [--search optuna|paper-grid] [--resume | --resume-or-start | --fresh] [--smoke]
+                          [--storage-path DIR] [--epochs N] [--data-dir DIR] [--address auto|HOST:PORT]
+                          [--verbose [0|1|2]]
                           [--ablation teachers|ratio|temperature|expectation|all (or a comma list)]
 
 ``--ablation`` runs, instead of the main grid, the controlled sweeps of the paper's sensitivity
@@ -19,7 +20,10 @@ Writes into the run directory (``--storage-path``):
 * ``results.parquet`` — one row per trial: dataset, backbone, method, ablation, every searched
   hyperparameter (``config/*``), status, error, every last-reported metric (``valid/*``, ``test/*``);
 * ``best/<dataset>__<backbone>__<method>.npz`` — per-sequence test ranks, positive mask and
-  Recall@10 / NDCG@10 vectors of each cell's best trial (chosen on validation);
+  Recall@10 / NDCG@10 vectors of each cell's best trial (chosen on validation; ties go to the
+  smallest configuration in canonical order, so the same trials always give the same best);
+* ``best/<dataset>__<backbone>__<method>.model.pt`` — that trial's student:
+  ``csrec.artifacts.load(path).recommend(histories, k=10)`` (summary.json: ``best_model``);
 * ``table.md`` — Table 3 layout with paired t-test marks (vs Base ``*``, vs SoftRec ``†``);
 * ``summary.json`` — per cell: trials run vs expected, teachers trained, best config and metrics
   (``ablations``: the same per ablation cell), and the command line of this invocation;
@@ -27,7 +31,14 @@ Writes into the run directory (``--storage-path``):
   directories train each distinct teacher once between them) and one Tune experiment per cell.
 
 A killed or interrupted run continues with ``--resume`` (same ``--storage-path``): finished
-trials are not rerun, teachers are reused and the Optuna searcher state is restored.
+trials are not rerun, teachers are reused, and the Optuna searcher state and ASHA's decisions are
+restored, so it writes the table.md an uninterrupted run writes (trials one at a time:
+``--max-concurrent 1``; concurrent ASHA depends on timing).  ``--resume`` on a directory with no
+run is an error; ``--resume-or-start`` starts one there instead.
+
+Output: one line per trial start and end, one summary per cell, the run's table at the end;
+``--verbose`` adds Ray Tune's status tables (``--verbose 2``: every trial result too).
+``--address HOST:PORT`` with no Ray cluster there fails within seconds.
 Exit status: 0 when every cell is complete, 3 when some cell is incomplete, 2 on bad arguments.
 """
 

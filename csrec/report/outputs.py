@@ -1,5 +1,9 @@
 """What a sweep run directory holds after each ``sweeps/grid.py`` invocation: results.parquet, the
-best trials' per-sequence vectors (``best/``), the run's table.md and summary.json.
+best trials' per-sequence vectors and models (``best/``), the run's table.md and summary.json.
+
+``best/<dataset>__<backbone>__<method>.model.pt`` is a copy of the cell's best trial's student
+(``TRIAL_MODEL_FILE`` in its trial directory, written by the sweep): ``csrec.artifacts.load`` reads
+it and its ``recommend(...)`` gives top-k lists; summary.json names it per cell (``best_model``).
 
 Cells that an earlier invocation on the same run directory wrote and this one did not rerun are
 kept (a ``--resume --ablation`` invocation adds its cells to the main grid's).  The table follows
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,8 @@ from csrec.methods.config import METHODS, SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report.stats import ALPHA, significance_marks
 
+#: The model file of a trial's best-epoch student in its trial directory (``csrec.artifacts`` format).
+TRIAL_MODEL_FILE = "student.model.pt"
 KEY = ["dataset", "backbone", "method", "ablation"]
 FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "status", "error", "is_best"]
 COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
@@ -28,7 +35,7 @@ COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
 
 
 def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = None) -> dict[str, Path]:
-    """Write results.parquet, best/<cell>.npz, table.md and summary.json into ``run_dir``.
+    """Write results.parquet, best/<cell>.npz and .model.pt, table.md and summary.json into ``run_dir``.
 
     ``cells``: the cells this invocation ran (:class:`csrec.sweep.SweepResult`: ``trials``,
     ``best_trial_path``, ``record()`` and the labels).  ``extra``: more summary.json entries.
@@ -48,8 +55,9 @@ def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = Non
     main = results[results["ablation"].isna()] if len(results) else results
     best = _best_vectors(run_dir, main)
     write_atomic(paths["table"], run_table(main.drop(columns=["ablation"]) if len(main) else main, best))
+    models = _best_models(run_dir, main)
     summary = {
-        "cells": [c.record() for c in cells if c.ablation is None]
+        "cells": [_with_model(c.record(), models) for c in cells if c.ablation is None]
         + [c for c in before.get("cells", []) if (c["dataset"], c["backbone"], c["method"], None) not in rerun],
         **(extra or {}),
         "ablations": [c for c in before.get("ablations", [])
@@ -130,6 +138,32 @@ def _best_vectors(run_dir: Path, main: pd.DataFrame) -> dict[tuple, dict]:
         with atomic_path(run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}.npz") as tmp:
             np.savez_compressed(tmp, **vectors)
     return best
+
+
+def best_model_path(run_dir: str | Path, dataset: str, backbone: str, method: str) -> Path:
+    """Where a run keeps the model of a cell's best trial."""
+    return Path(run_dir) / "best" / f"{dataset}__{backbone}__{method}.model.pt"
+
+
+def _best_models(run_dir: Path, main: pd.DataFrame) -> dict[tuple, Path]:
+    """(dataset, backbone, method) → ``best/<cell>.model.pt``, copied from each best trial's model file."""
+    models: dict[tuple, Path] = {}
+    if not len(main):
+        return models
+    for row in main[main["is_best"].fillna(False).astype(bool)].itertuples():
+        source = Path(row.trial_path) / TRIAL_MODEL_FILE
+        if not source.is_file():
+            continue
+        target = best_model_path(run_dir, row.dataset, row.backbone, row.method)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        models[(row.dataset, row.backbone, row.method)] = target
+    return models
+
+
+def _with_model(record: dict, models: dict[tuple, Path]) -> dict:
+    path = models.get((record["dataset"], record["backbone"], record["method"]))
+    return {**record, "best_model": None if path is None else str(path)}
 
 
 def load_best_vectors(trial_path: str | Path) -> dict[str, np.ndarray] | None:

@@ -30,6 +30,9 @@ SMOKE = dict(datasets=("synthetic",), backbones=("gru4rec", "sasrec"), num_sampl
 #: Options of a run's command line that a later invocation on the same run directory must repeat
 #: (same data, same training budget).
 CARRIED_OPTIONS = ("--data-dir", "--epochs", "--patience", "--seed")
+#: ``verbose`` of a sweep: what it prints besides its own lines (one per trial start and end, one
+#: summary per cell, the run's table at the end).
+VERBOSITY = {0: "nothing more", 1: "Ray Tune's status tables", 2: "Ray Tune's status tables and every trial result"}
 
 
 @dataclass
@@ -106,7 +109,7 @@ class SweepConfig:
     prebuild: bool | str = "auto"
     address: str | None = None
     num_cpus: int | None = None
-    verbose: int = 1
+    verbose: int = 0  # see VERBOSITY
     fault: object | None = None  # csrec.sweep.FailWhen (or a list): fault injection for tests
 
     def __post_init__(self) -> None:
@@ -166,6 +169,7 @@ class GridConfig:
     storage_path: str = "runs/sweep"
     teacher_pool: str | None = None
     resume: bool = False
+    resume_or_start: bool = False
     fresh: bool = False
     epochs: int | None = None
     seed: int | None = None
@@ -175,11 +179,17 @@ class GridConfig:
     max_failures: int = 1
     address: str | None = None
     num_cpus: int | None = None
-    verbose: int = 1
+    verbose: int = 0  # see VERBOSITY
     argv: list[str] = field(default_factory=list)  # the command line this config came from (recorded)
 
     def __post_init__(self) -> None:
         self.resources = Resources.from_any(self.resources)
+        if self.resume and self.resume_or_start:
+            raise ConfigError("--resume and --resume-or-start exclude each other")
+        if self.fresh and (self.resume or self.resume_or_start):
+            raise ConfigError("--fresh deletes the run directory: it cannot be combined with --resume")
+        if self.verbose not in VERBOSITY:
+            raise ConfigError(f"unknown verbosity {self.verbose!r}; valid: {', '.join(map(str, VERBOSITY))}")
         if self.search not in SEARCHES:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         if self.grace_period is not None and self.grace_period < 1:
@@ -220,7 +230,7 @@ class GridConfig:
         common = dict(
             dataset=dataset, backbone=backbone, method=method, storage_path=self.storage_path, epochs=self.epochs,
             seed=self.seed, teacher_pool=self.teacher_pool, resources=self.resources,
-            resume="auto" if self.resume else False, max_failures=self.max_failures, verbose=self.verbose,
+            resume="auto" if self.resume or self.resume_or_start else False, max_failures=self.max_failures, verbose=self.verbose,
         )
         if ablation is None:
             return SweepConfig(search=self.search, num_samples=self.num_samples, grace_period=self.grace_period,
@@ -278,7 +288,7 @@ class GridConfig:
             methods=None if args.methods == "all" else _names(args.methods, None, METHODS, "method"),
             search=args.search, num_samples=args.num_samples or smoke.get("num_samples", cls.num_samples),
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
-            teacher_pool=args.teacher_pool, resume=args.resume, fresh=args.fresh,
+            teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
             overrides=overrides, resources=resources, max_failures=args.max_failures, address=args.address,
             num_cpus=args.num_cpus, verbose=args.verbose, argv=argv,
@@ -298,20 +308,30 @@ def _names(value: str | None, smoke, every, what: str) -> tuple[str, ...]:
 
 
 def grid_parser() -> argparse.ArgumentParser:
-    """The ``sweeps/grid.py`` command line."""
+    """The ``sweeps/grid.py`` command line (every option has help text; fixed sets have choices)."""
     parser = argparse.ArgumentParser(prog="sweeps/grid.py",
                                      description="The dataset × backbone × method grid on Ray (locally or on a cluster).")
-    parser.add_argument("--datasets", default=None, help="all, or a comma list (default: all; --smoke: synthetic)")
-    parser.add_argument("--backbones", default=None, help="all, or a comma list (default: all; --smoke: gru4rec,sasrec)")
-    parser.add_argument("--methods", default="all", help="all, or a comma list of base,softrec,csrec-m,csrec-d,csrec-t")
+    parser.add_argument("--datasets", default=None, metavar="NAMES",
+                        help=f"all, or a comma list of {', '.join(dataset_names())} (default: all; --smoke: synthetic)")
+    parser.add_argument("--backbones", default=None, metavar="NAMES",
+                        help=f"all, or a comma list of {', '.join(backbone_names())} "
+                             f"(default: all; --smoke: {','.join(SMOKE['backbones'])})")
+    parser.add_argument("--methods", default="all", metavar="NAMES",
+                        help=f"all, or a comma list of {', '.join(METHODS)} (default: all)")
     parser.add_argument("--num-samples", type=int, default=None,
                         help=f"Optuna trials per soft-label method (default {GridConfig.num_samples}; "
                              f"--smoke {SMOKE['num_samples']})")
-    parser.add_argument("--search", default="optuna", choices=SEARCHES)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --storage-path")
-    parser.add_argument("--fresh", action="store_true", help="delete an existing --storage-path first")
+    parser.add_argument("--search", default="optuna", choices=SEARCHES,
+                        help="optuna: TPE over the ranges of csrec.search.RANGES (--num-samples trials per cell); "
+                             "paper-grid: the paper's α/β/T grid (default: optuna)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in --storage-path (an error if there is none)")
+    start.add_argument("--resume-or-start", action="store_true",
+                       help="continue the run in --storage-path, or start it there if there is none")
+    start.add_argument("--fresh", action="store_true", help="delete an existing --storage-path first")
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic grid, a few minutes on a laptop")
-    parser.add_argument("--storage-path", default=None,
+    parser.add_argument("--storage-path", default=None, metavar="DIR",
                         help=f"run directory (default {GridConfig.storage_path}, --smoke {SMOKE['storage_path']})")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs per student and teacher (default: TrainConfig's; --smoke {SMOKE['epochs']})")
@@ -320,16 +340,25 @@ def grid_parser() -> argparse.ArgumentParser:
                         help="ASHA: epochs every trial runs before it can be stopped (default epochs // 4)")
     parser.add_argument("--teacher-pool", default=None, metavar="DIR",
                         help="teacher pool shared with other run directories (default: STORAGE_PATH/teachers)")
-    parser.add_argument("--data-dir", default=None, help="data directory (default $CSREC_DATA_DIR or ./data)")
-    parser.add_argument("--address", default=None, help="join a running cluster (e.g. auto, or HOST:PORT)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="data directory (default $CSREC_DATA_DIR or ./data)")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="join a running Ray cluster: auto (the one `ray start` started on this machine) or "
+                             "its GCS address HOST:PORT (default: start a local Ray runtime)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)")
-    parser.add_argument("--cpus-per-trial", type=float, default=Resources.trial_cpus)
-    parser.add_argument("--gpus-per-trial", type=float, default=None, help="default: 1 when the cluster has GPUs")
+    parser.add_argument("--cpus-per-trial", type=float, default=Resources.trial_cpus,
+                        help=f"CPUs each trial reserves (and its torch threads; default {Resources.trial_cpus:g})")
+    parser.add_argument("--gpus-per-trial", type=float, default=None,
+                        help="GPUs each trial reserves (default: 1 when the cluster has GPUs, else 0)")
     parser.add_argument("--teacher-workers", type=int, default=Resources.teacher_workers,
-                        help=">1: data-parallel TorchTrainer per teacher")
-    parser.add_argument("--max-concurrent", type=int, default=None, help="concurrent trials per cell")
-    parser.add_argument("--max-failures", type=int, default=GridConfig.max_failures, help="retries per failing trial")
-    parser.add_argument("--seed", type=int, default=None)
+                        help=f">1: train each teacher data-parallel with a TorchTrainer of that many workers "
+                             f"(default {Resources.teacher_workers}: a plain Ray task)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="most trials of a cell running at once (default: as many as the resources allow)")
+    parser.add_argument("--max-failures", type=int, default=GridConfig.max_failures,
+                        help=f"retries of a failing trial before it is recorded as failed (default {GridConfig.max_failures})")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of every student, teacher and the Optuna sampler (default: TrainConfig's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any DataConfig/TrainConfig/MethodConfig field (repeatable); a searched "
                              "parameter set here (e.g. num_teachers=2) is fixed")
@@ -337,5 +366,8 @@ def grid_parser() -> argparse.ArgumentParser:
                         help="run the controlled sweeps of the sensitivity figures instead of the grid: "
                              "teachers (Fig. 6), ratio (Fig. 9), temperature (Fig. 7/8), expectation (Fig. 10), "
                              "a comma list, or all")
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Tune verbosity")
+    parser.add_argument("--verbose", type=int, nargs="?", const=1, default=0, choices=tuple(VERBOSITY),
+                        help="besides one line per trial, a summary per cell and the final table: "
+                             + "; ".join(f"{level}: {what}" for level, what in VERBOSITY.items())
+                             + " (default 0; --verbose alone: 1)")
     return parser

@@ -4,6 +4,11 @@
 cell with :func:`csrec.sweep.tune` (a failing cell is recorded, the others go on), and hands the
 trials to :func:`csrec.report.write_run_outputs` (results.parquet, best/, table.md, summary.json).
 ``run.json`` records each invocation's command line; a resumed one keeps the earlier ones.
+
+It prints what it does, briefly: the run's plan, each cell's trials (one line per start and end)
+and summary (from :func:`csrec.sweep.tune`), and at the end the run's table.md.
+``resume`` needs a run to continue (a run directory with its ``run.json``); ``resume_or_start``
+starts one when there is none.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from csrec.errors import ConfigError
 from csrec.report.outputs import write_run_outputs
 from csrec.search.config import GridConfig, SweepConfig
 from csrec.search.space import ABLATIONS
-from csrec.sweep.runtime import init_ray
+from csrec.sweep.runtime import check_address, init_ray
 from csrec.sweep.teachers import read_teacher_records, train_teachers
 from csrec.sweep.tuner import SweepResult, cell_known_configs, teacher_label, teacher_pool_dir, trained_by_run, tune
 
@@ -46,7 +51,8 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
     if not datasets:
         raise ConfigError("no dataset to run")
     run_dir = Path(config.storage_path).resolve()
-    _prepare(run_dir, config)
+    check_address(config.address)  # before anything is written: a wrong address fails in seconds
+    _prepare(run_dir, config, log=lambda text: log(text, flush=True))
     cells = config.cells(datasets)
     init_s = init_ray(address=config.address, num_cpus=config.num_cpus)
     pool_dir, shared_pool = teacher_pool_dir(run_dir, config.teacher_pool)
@@ -72,8 +78,7 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
                                      + ([cell.ablation] if cell.ablation else []),
                                      "error": f"{type(exc).__name__}: {exc}"})
             continue
-        outcome.cells.append(result)
-        log(f"[grid] {result.summary()}", flush=True)
+        outcome.cells.append(result)  # (tune printed its summary)
         if not result.complete and (result.trials["status"] == "interrupted").any():
             log("[grid] the sweep was interrupted; rerun with --resume to continue", flush=True)
             break
@@ -87,14 +92,24 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
         "teachers_trained": len(trained), "teacher_pool": pool_dir, "failed_cells": outcome.failures,
         "teacher_launch_overhead_s": None if teacher_report is None else teacher_report.launch_overheads,
     })
+    log("\n" + outcome.paths["table"].read_text().rstrip() + "\n", flush=True)
     log(f"[grid] {'done' if outcome.complete else 'INCOMPLETE'}: {n_trials} trials in {len(outcome.cells)}/"
         f"{len(cells)} cells, {len(trained)} teachers in the pool, {wall:.1f}s wall", flush=True)
-    log(f"[grid] wrote {outcome.paths['results']}, {outcome.paths['table']}, {run_dir / 'best'}", flush=True)
+    log(f"[grid] wrote {outcome.paths['results']}, {outcome.paths['table']}, {run_dir / 'best'} "
+        f"(per cell: the best trial's ranks .npz and model .model.pt)", flush=True)
     return outcome
 
 
-def _prepare(run_dir: Path, config: GridConfig) -> None:
-    if run_dir.exists() and not config.resume:
+def _prepare(run_dir: Path, config: GridConfig, log=print) -> None:
+    """Check the run directory against resume/fresh; then create it."""
+    resumable = (run_dir / "run.json").is_file()  # every invocation writes it before its first cell
+    if config.resume and not resumable:
+        what = "does not exist" if not run_dir.exists() else "holds no sweep run (no run.json)"
+        raise ConfigError(f"--resume: {run_dir} {what}; check --storage-path, or pass --resume-or-start "
+                          f"to start a run there when there is none")
+    if config.resume_or_start and not resumable:
+        log(f"[grid] nothing to resume in {run_dir}: starting a fresh run there")
+    elif run_dir.exists() and not (config.resume or config.resume_or_start):
         if not config.fresh:
             raise ConfigError(f"{run_dir} exists: pass --resume to continue it, --fresh to start over, "
                               f"or another --storage-path")
@@ -117,7 +132,7 @@ def _record_invocation(run_dir: Path, config: GridConfig, cells: list[SweepConfi
     """run.json: this invocation, and (resumed) the earlier ones under ``previous``."""
     path = run_dir / "run.json"
     previous = []
-    if config.resume and path.is_file():
+    if (config.resume or config.resume_or_start) and path.is_file():
         try:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

@@ -8,6 +8,11 @@ Ray 2.60 facts this module encodes (``../shared/notes/ray-2.60-notes.md``):
   driver that later joins a ``ray start`` cluster with ``address=...`` must then run with
   ``RAY_AUTH_MODE=token`` (§3).  :func:`init_ray` sets it when a token is available and the
   variable is unset, which also works against a cluster with authentication disabled.
+* A local ``ray.init()`` warns that it turned token authentication on; that is the secure default
+  a local runtime should have, not something to act on, so the warning is kept out of the output.
+* ``ray.init(address=HOST:PORT)`` with nothing listening there retries the GCS for minutes,
+  logging a warning every few seconds; :func:`init_ray` first tries a plain TCP connection with a
+  short timeout and raises :class:`ClusterUnreachable` (one line) when nothing answers.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import ray
 
+from csrec.errors import CSRecError
 from csrec.search.config import Resources
 
 log = logging.getLogger("csrec.sweep")
@@ -43,6 +49,44 @@ def _token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
+#: Seconds a TCP connection to a cluster's GCS may take before the cluster counts as unreachable.
+PROBE_TIMEOUT_S = 3.0
+_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class ClusterUnreachable(CSRecError):
+    """No Ray cluster answers at the address a sweep was asked to join."""
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ``HOST:PORT`` or ``ray://HOST:PORT`` address; None for ``auto`` and the like."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_address(address: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterUnreachable` when nothing accepts a TCP connection at ``address``'s port.
+
+    ``None`` (a local runtime) and ``auto`` (Ray finds the cluster itself) are not probed.
+    """
+    target = _host_port(address) if address else None
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout_s):
+            return
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+    start = "ray start --head" if "://" in address else f"ray start --head --port={target[1]}"
+    raise ClusterUnreachable(
+        f"no Ray cluster at --address {address} (connecting to {target[0]}:{target[1]}: {reason}); start one "
+        f"with `{start}` on that machine, or drop --address to run on a local Ray runtime"
+    )
+
+
 def init_ray(
     address: str | None = None,
     num_cpus: int | None = None,
@@ -58,6 +102,7 @@ def init_ray(
     """
     if ray.is_initialized():
         return 0.0
+    check_address(address)
     started = time.perf_counter()
     kwargs: dict = {"log_to_driver": log_to_driver, "include_dashboard": True}
     if quiet:
@@ -66,9 +111,21 @@ def init_ray(
         if "RAY_AUTH_MODE" not in os.environ and _token_available():
             os.environ["RAY_AUTH_MODE"] = "token"  # see the module docstring
         kwargs.pop("include_dashboard")  # the cluster's head owns the dashboard
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ClusterUnreachable(
+                f"cannot join the Ray cluster at --address {address} ({first}); start one with `ray start --head`, "
+                f"or drop --address to run on a local Ray runtime") from None
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory, **kwargs)
+        token_log = logging.getLogger(_TOKEN_LOGGER)
+        level = token_log.level
+        token_log.setLevel(logging.ERROR)  # see the module docstring
+        try:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory, **kwargs)
+        finally:
+            token_log.setLevel(level)
     return time.perf_counter() - started
 
 

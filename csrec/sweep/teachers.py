@@ -278,7 +278,7 @@ def train_teachers(
                 ]
                 report.records.extend(f.result() for f in futures)
     report.wall_s = time.perf_counter() - started
-    if verbose:
+    if verbose and report.trained:  # all reused: nothing worth a line
         print(f"[csrec.sweep] {report.summary()}", flush=True)
     return report
 

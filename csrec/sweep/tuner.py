@@ -14,7 +14,18 @@ Pipeline of one cell:
    ``FailureConfig(max_failures)`` retries, per-epoch checkpoints; the experiment lives in
    ``<storage_path>/<dataset>-<backbone>-<method>-<search>`` and is resumed with
    ``Tuner.restore`` when it exists;
-5. the trials table, the best configuration on validation and its test metrics.
+5. the trials table, the best configuration on validation (ties broken by the configuration,
+   :func:`csrec.search.selection.best_row`) and its test metrics; the best trial's student is
+   saved as a model file (:mod:`csrec.artifacts`) in its trial directory.
+
+**Output.**  By default a cell prints one line per trial start and end (cell, configuration,
+validation NDCG@10, epochs, time) and one summary; Ray Tune's own status tables and result boxes
+only with ``verbose`` 1 or 2 (:data:`csrec.search.config.VERBOSITY`).
+
+**Resume.**  ASHA decides from the results its rungs recorded so far; Tune does not keep them
+across ``Tuner.restore``, so the sweep's scheduler keeps its rungs and decisions in the experiment
+directory (:class:`ResumableASHA`): a restored sweep replays the decisions already taken and
+takes the next ones from the same rungs, as the uninterrupted sweep would.
 
 **Explicit grids and ablations.**  ``grid={"num_teachers": [1, 2, 3, 4]}`` replaces the search by a
 Tune ``grid_search`` over exactly those values (the product when several parameters are given;
@@ -37,7 +48,9 @@ The paper grid is fully known and is always pre-built.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -47,12 +60,19 @@ from pathlib import Path
 
 import pandas as pd
 import ray
+import torch
 from ray import tune as ray_tune
+from ray.tune.schedulers import ASHAScheduler
 
+from csrec import artifacts
+from csrec.atomic import write_atomic
 from csrec.data.dataset import load_dataset
 from csrec.experiment import make_config
-from csrec.methods.config import ExperimentConfig
+from csrec.methods.config import SYMBOLS, ExperimentConfig
+from csrec.models.base import build_backbone
+from csrec.report.outputs import TRIAL_MODEL_FILE
 from csrec.search.config import SweepConfig
+from csrec.search.selection import best_row
 from csrec.search.space import (
     PAPER_GRID, ablation_cell, discrete_points, grid_points, grid_product, method_params, optuna_space,
 )
@@ -62,6 +82,8 @@ from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teac
 from csrec.sweep.trial import METRIC, MODE, SweepContext, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
+#: ASHA's rungs and decisions, kept across restores (see the module docstring).
+ASHA_STATE_FILE = "csrec_asha_state.json"
 
 
 @dataclass
@@ -87,6 +109,7 @@ class SweepResult:
     timings: dict = field(default_factory=dict)
     grid: dict | None = None  # the explicit grid, when the cell ran one
     ablation: str | None = None  # the ablation the cell belongs to (None: a main grid cell)
+    best_model_path: str | None = None  # the best trial's student (csrec.artifacts.load reads it)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -98,7 +121,7 @@ class SweepResult:
         common = {"trials_run": self.trials_run, "trials_expected": self.trials_expected, "complete": self.complete,
                   "teachers_trained": self.teachers_trained, "best_config": self.best_config,
                   "best_valid": self.best_valid, "best_test": self.best_test, "timings": self.timings,
-                  "path": self.path}
+                  "path": self.path, "best_model": self.best_model_path}
         labels = {"dataset": self.dataset, "backbone": self.backbone, "method": self.method}
         if self.ablation is None:
             return {**labels, "search": self.search, **common}
@@ -109,9 +132,11 @@ class SweepResult:
         what = self.search if self.ablation is None else f"ablation {self.ablation}"
         head = f"{self.dataset} / {self.backbone} / {self.method} ({what}): "
         counts = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
+        words = {"completed": "completed", "stopped": "stopped early", "error": "failed", "interrupted": "interrupted"}
+        states = ", ".join(f"{counts[k]} {w}" for k, w in words.items() if counts.get(k))
         text = head + (
-            f"{self.trials_run}/{self.trials_expected} trials {counts}, {self.teachers_trained} teachers trained, "
-            f"{self.timings.get('total_s', 0):.1f}s"
+            f"{self.trials_run}/{self.trials_expected} trials ({states or 'none run'}), "
+            f"{self.teachers_trained} teachers trained, {self.timings.get('total_s', 0):.1f}s"
         )
         if self.best_config is not None:
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_config.items()) or "-"
@@ -123,6 +148,14 @@ class SweepResult:
         if not self.complete:
             text += "\n  INCOMPLETE: rerun with resume to finish it"
         return text
+
+
+def params_text(params: dict | None) -> str:
+    """A trial's searched parameters in the paper's symbols: ``β=0.412 T=2.31 m=3``."""
+    shown = {k: v for k, v in (params or {}).items() if v is not None}
+    if not shown:
+        return "(nothing searched)"
+    return " ".join(f"{SYMBOLS.get(k, k)}={_fmt(v)}" for k, v in shown.items())
 
 
 def _fmt(value) -> str:
@@ -149,6 +182,110 @@ class _OutcomeLog(ray_tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trial, "error")
+
+
+class _TrialLines(ray_tune.Callback):
+    """One line in the driver's output when a trial starts, ends, fails or is retried."""
+
+    def __init__(self, cell: str, epochs: int):
+        self.cell = cell
+        self.epochs = epochs
+
+    def _print(self, trial, text: str) -> None:
+        print(f"  {self.cell}  trial {trial.trial_id}  {text}", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._print(trial, f"started  {params_text(trial.config)}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._print(trial, f"failed, retrying: {_error_line(trial)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        final = bool(result.get("final"))
+        epochs = result.get("epochs_run") if final else result.get("epoch")
+        value = result.get(METRIC)
+        metric = "–" if value is None else f"{value:.4f}"
+        what = "done   " if final else "stopped early by ASHA"
+        self._print(trial, f"{what}  valid NDCG@10 {metric} (best epoch {result.get('best_epoch', '–')}), "
+                           f"{epochs if epochs is not None else '–'}/{self.epochs} epochs, "
+                           f"{result.get('time_total_s', 0.0):.1f}s")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._print(trial, f"FAILED: {_error_line(trial)}")
+
+
+def _error_line(trial) -> str:
+    try:
+        error = trial.get_error()
+    except Exception:  # noqa: BLE001 - the error file may be gone; the line is informative only
+        error = None
+    if error is None:
+        return "see the trial's error.txt"
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
+
+
+class ResumableASHA(ASHAScheduler):
+    """ASHA whose rungs and decisions survive ``Tuner.restore``, kept in ``state_path`` (JSON).
+
+    A decision already taken for (trial, iteration) is replayed as it was; the others are taken
+    from the recorded rungs.  With trials run one at a time, the restored sweep then stops exactly
+    the trials the uninterrupted one stops; with concurrent trials ASHA depends on which result
+    arrives first, resumed or not.
+    """
+
+    def __init__(self, state_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.state_path = state_path
+        self._decisions: dict[str, str] = {}
+        self._loaded = False
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_loaded"] = False  # a restored copy reads the state file, which is newer than any pickle
+        return state
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        path = Path(self.state_path)
+        if not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        self._decisions = dict(state["decisions"])
+        for bracket, rungs in zip(self._brackets, state["rungs"]):
+            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+
+    def _save(self) -> None:
+        rungs = [[[milestone, recorded] for milestone, recorded in bracket._rungs] for bracket in self._brackets]
+        write_atomic(self.state_path, json.dumps({"decisions": self._decisions, "rungs": rungs}))
+
+    def _bracket_of(self, trial) -> None:
+        if trial.trial_id not in self._trial_info:  # a trial restored without on_trial_add
+            self._trial_info[trial.trial_id] = self._brackets[0]
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self._load()
+        key = f"{trial.trial_id}@{result.get(self._time_attr)}"
+        if key in self._decisions:
+            return self._decisions[key]
+        self._bracket_of(trial)
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._decisions[key] = action
+        self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._load()
+        self._bracket_of(trial)
+        super().on_trial_complete(tune_controller, trial, result)
+        self._trial_info.pop(trial.trial_id, None)
+        self._save()
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._trial_info.pop(trial.trial_id, None)
 
 
 def _trial_dirname(trial) -> str:
@@ -263,7 +400,7 @@ def _tune(config: SweepConfig) -> SweepResult:
     if known:
         with clock.time("teachers_s"):
             teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
-                                            data_refs={data.fingerprint: data_ref}, verbose=config.verbose > 0)
+                                            data_refs={data.fingerprint: data_ref})
         # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
         buildable = [c for c in known if not (c.method.name == "csrec-t" and config.search == "optuna")]
         with clock.time("stores_s"):
@@ -276,7 +413,7 @@ def _tune(config: SweepConfig) -> SweepResult:
         trial_resources["gpu"] = resources.trial_gpus
     trainable = ray_tune.with_resources(
         ray_tune.with_parameters(run_trial, ctx=ctx, data=data_ref, registry=registry), trial_resources)
-    with clock.time("tune_s"):
+    with clock.time("tune_s"), _tune_output(config.verbose):
         fitted = _tuner(config, trainable, base, resources, storage, exp_path).fit()
 
     labels = dict(dataset=config.dataset, backbone=config.backbone, method=config.method, search=config.search)
@@ -287,9 +424,72 @@ def _tune(config: SweepConfig) -> SweepResult:
     clock.sections["total_s"] = time.perf_counter() - total_started
     result = _result(config, frame, str(exp_path), teachers_trained=len(records), teacher_report=teacher_report,
                      stores=stores, timings=dict(clock.sections))
-    if config.verbose:
-        print(f"[csrec.sweep] {result.summary()}", flush=True)
+    if result.best_trial_path is not None:
+        result.best_model_path = save_trial_model(result.best_trial_path, base, data)
+    print(f"[csrec.sweep] {result.summary()}", flush=True)
     return result
+
+
+def save_trial_model(trial_path: str | os.PathLike, base: ExperimentConfig, data) -> str | None:
+    """The trial's best-epoch student as a model file (``TRIAL_MODEL_FILE`` in its trial directory),
+    for :func:`csrec.artifacts.load`; returns its path (None, with a line saying why, if it cannot).
+
+    Written by the driver, once per cell, from the trial's weights (``student.pt``) and parameters
+    (``trial_result.json``): the model file records the catalogue's raw item ids, which takes
+    reading the data source again, so the trials do not each write one.
+    """
+    trial_dir = Path(trial_path)
+    target = trial_dir / TRIAL_MODEL_FILE
+    if target.is_file():  # a trial's weights never change once it finished
+        return str(target)
+    try:
+        params = json.loads((trial_dir / "trial_result.json").read_text())["params"]
+        config = SweepContext(base=base, pool_dir="", sweep="").config_for(params)
+        model = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())
+        model.load_state_dict(torch.load(trial_dir / "student.pt", map_location="cpu", weights_only=True))
+        return str(artifacts.save(target, model, data, config.data))
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        print(f"[csrec.sweep] the best trial's model was not saved ({type(exc).__name__}: {exc})", flush=True)
+        return None
+
+
+@contextlib.contextmanager
+def _tune_output(verbose: int):
+    """What Ray Tune prints while a cell runs: at ``verbose`` 0 nothing (the sweep's own lines say
+    what happens), else its status tables.  Its TensorBoard logger (and the hint to run
+    ``tensorboard``) only when tensorboard is installed."""
+    env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # the CSV/JSON loggers are passed explicitly
+    if verbose == 0:
+        env["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy reporter prints nothing at verbosity 0
+    saved = {k: os.environ.get(k) for k in env}
+    optuna_log = None
+    if verbose == 0 and importlib.util.find_spec("optuna") is not None:
+        import optuna
+
+        optuna_log = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" per cell
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if optuna_log is not None:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna_log)
+
+
+def _loggers() -> list:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]
+    if importlib.util.find_spec("tensorboard") is not None and importlib.util.find_spec("tensorboardX") is not None:
+        loggers.append(TBXLoggerCallback())
+    return loggers
 
 
 def _result(config: SweepConfig, frame: pd.DataFrame, path: str, **extra) -> SweepResult:
@@ -349,18 +549,28 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
     """A new Tuner for the cell, or the restored one (``resume``)."""
     restorable = ray_tune.Tuner.can_restore(str(exp_path))
     if config.resume is True and not restorable:
-        raise FileNotFoundError(f"nothing to resume at {exp_path}")
+        raise FileNotFoundError(f"nothing to resume at {exp_path} (no Tune experiment there); check storage_path, "
+                                f"or pass resume='auto' to start it when there is none")
     if config.resume is False and exp_path.exists():
         raise FileExistsError(f"{exp_path} exists: resume it (resume=True / --resume) or choose another storage path")
     if restorable and config.resume:
-        return ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        outcomes = _read_outcomes(exp_path)
+        done = sum(1 for e in outcomes.values() if e.get("event") == "complete")
+        print(f"  {_cell_label(config)}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
+        tuner = ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        internal = getattr(tuner, "_local_tuner", None)  # this invocation's verbosity, not the first one's
+        if internal is not None and getattr(internal, "_run_config", None) is not None:
+            internal._run_config.verbose = config.verbose
+        return tuner
     search_alg, param_space, num_samples = _search(config, base.train.seed)
     exp_path.mkdir(parents=True, exist_ok=True)
     return ray_tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=_scheduler(config, base.train.epochs),
+            metric=METRIC, mode=MODE, search_alg=search_alg,
+            scheduler=_scheduler(config, base.train.epochs, exp_path / ASHA_STATE_FILE),
             num_samples=num_samples, max_concurrent_trials=resources.max_concurrent_trials,
             trial_dirname_creator=_trial_dirname,
         ),
@@ -368,19 +578,22 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
             name=config.experiment_name, storage_path=str(storage), verbose=config.verbose,
             failure_config=ray_tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE))],
+            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(_cell_label(config), base.train.epochs),
+                       *_loggers()],
         ),
     )
 
 
-def _scheduler(config: SweepConfig, epochs: int):
-    """ASHA on the validation metric (None for a controlled grid, or a single epoch)."""
-    from ray.tune.schedulers import ASHAScheduler
+def _cell_label(config: SweepConfig) -> str:
+    return f"{config.dataset}/{config.backbone}/{config.method}" + (f"/{config.ablation}" if config.ablation else "")
 
+
+def _scheduler(config: SweepConfig, epochs: int, state_path: Path):
+    """ASHA on the validation metric (None for a controlled grid, or a single epoch)."""
     if not config.asha or epochs <= 1:
         return None
-    return ASHAScheduler(
-        time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
+    return ResumableASHA(
+        str(state_path), time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
         grace_period=config.grace_period or max(1, epochs // 4), reduction_factor=3,
     )
 
@@ -461,10 +674,9 @@ def trials_frame(grid, exp_path: Path, **labels) -> pd.DataFrame:
 
 
 def select_best(frame: pd.DataFrame):
-    """The completed trial with the best validation NDCG@10 (never looks at test metrics)."""
+    """The completed trial with the best validation NDCG@10 (never looks at test metrics); ties go to
+    the smallest configuration in canonical order (:func:`csrec.search.selection.best_row`), so the
+    row order (which a restore changes) never decides."""
     if not len(frame) or METRIC not in frame:
         return None
-    done = frame[(frame["status"] == "completed") & frame[METRIC].notna()]
-    if not len(done):
-        return None
-    return done.loc[done[METRIC].idxmax()]
+    return best_row(frame[frame["status"] == "completed"], METRIC)
