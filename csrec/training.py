@@ -30,12 +30,16 @@ from csrec.models.precision import autocast, resolve_precision
 
 
 TRAIN_PRECISIONS = ("auto", "bf16", "fp32")
+BATCH_UNITS = ("sequences", "targets")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 64  # sub-sessions per batch (each contributes all its next-item targets)
+    # What batch_size counts: "sequences" (whole sub-sessions) or "targets" (whole sub-sessions
+    # packed until about batch_size next-item targets, the authors' 64 samples per step).
+    batch_unit: str = "sequences"
     lr: float = 3e-3
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation metric before stopping; 0 = never stop
@@ -55,6 +59,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.batch_unit not in BATCH_UNITS:
+            raise ConfigError(f"unknown batch_unit {self.batch_unit!r}; valid: {', '.join(BATCH_UNITS)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         if self.patience < 0:
@@ -123,7 +129,8 @@ class TrainOutcome:
 class BatchMaker:
     """Turns the training split into shuffled batches without per-sample Python work."""
 
-    def __init__(self, data: SequenceData, sequence_subset: np.ndarray | None, batch_size: int, device: torch.device):
+    def __init__(self, data: SequenceData, sequence_subset: np.ndarray | None, batch_size: int, device: torch.device,
+                 unit: str = "sequences"):
         inputs, targets = data.train_arrays()
         counts = data.train_target_counts()
         subset = np.arange(data.n_sequences) if sequence_subset is None else np.asarray(sequence_subset)
@@ -134,16 +141,34 @@ class BatchMaker:
         self.target_offsets = torch.as_tensor(data.train_target_offsets(), device=device)
         self.counts = torch.as_tensor(counts, device=device)
         self.batch_size = batch_size
+        self.unit = unit
         self.device = device
+        self.host_counts = counts
         self.n_targets = int(counts[subset].sum())
 
     def __len__(self) -> int:
-        return math.ceil(len(self.subset) / self.batch_size)
+        """Batches per epoch (by targets, an upper bound: a sub-session longer than B spans a batch)."""
+        total = self.n_targets if self.unit == "targets" else len(self.subset)
+        return math.ceil(total / self.batch_size)
 
     def batches(self, rng: np.random.Generator):
-        order = torch.as_tensor(rng.permutation(self.subset), device=self.device)
-        for lo in range(0, len(order), self.batch_size):
-            yield self.make(order[lo : lo + self.batch_size])
+        order = rng.permutation(self.subset)
+        for lo, hi in self.bounds(order):
+            yield self.make(torch.as_tensor(order[lo:hi], device=self.device))
+
+    def bounds(self, order: np.ndarray) -> list[tuple[int, int]]:
+        """(start, end) positions in ``order`` of each batch.
+
+        By targets, a sub-session joins batch ⌊(targets of the sub-sessions before it) / B⌋:
+        batches hold B targets on average and never more than one sub-session past B, no
+        sub-session is split, and the plan is a few vectorised operations per epoch.
+        """
+        if self.unit == "sequences":
+            return [(lo, min(lo + self.batch_size, len(order))) for lo in range(0, len(order), self.batch_size)]
+        before = np.cumsum(self.host_counts[order]) - self.host_counts[order]
+        starts = np.flatnonzero(np.diff(before // self.batch_size, prepend=-1))
+        ends = np.append(starts[1:], len(order))
+        return list(zip(starts.tolist(), ends.tolist()))
 
     def make(self, sequences: torch.Tensor) -> Batch:
         counts = self.counts[sequences]
@@ -179,7 +204,7 @@ def train_model(
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    batches = BatchMaker(data, sequence_subset, config.batch_size, device)
+    batches = BatchMaker(data, sequence_subset, config.batch_size, device, config.batch_unit)
     valid_split = data.eval_split("valid")
     if sequence_subset is not None:
         valid_split = _take(valid_split, np.asarray(sequence_subset))

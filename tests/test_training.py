@@ -206,3 +206,30 @@ def test_progress_goes_to_stderr(small_data, capsys):
 def test_bad_train_config(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         TrainConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_batches_by_targets_pack_whole_sequences_to_about_size_targets(small_data, size):
+    maker = BatchMaker(small_data, None, batch_size=size, device=torch.device("cpu"), unit="targets")
+    counts = small_data.train_target_counts()
+    order = np.random.default_rng(3).permutation(maker.subset)
+    bounds = maker.bounds(order)
+    # Brute force: a sequence joins batch ⌊(targets of the sequences before it) / size⌋.
+    expected, seen = {}, 0
+    for position, sequence in enumerate(order.tolist()):
+        expected.setdefault(seen // size, []).append(position)
+        seen += int(counts[sequence])
+    assert [(p[0], p[-1] + 1) for p in expected.values()] == bounds
+    sizes = [int(counts[order[lo:hi]].sum()) for lo, hi in bounds]
+    assert sum(sizes) == maker.n_targets
+    assert max(sizes) < size + int(counts.max())  # never more than one sequence past size
+    assert abs(maker.n_targets / len(bounds) - size) < int(counts.max())  # about size on average
+    assert len(bounds) <= len(maker)
+
+
+def test_batches_by_sequences_unchanged_and_batch_unit_validated(small_data):
+    by_default = BatchMaker(small_data, None, batch_size=5, device=torch.device("cpu"))
+    order = np.arange(len(by_default.subset))
+    assert by_default.bounds(order)[:2] == [(0, 5), (5, 10)]
+    with pytest.raises(ConfigError, match="batch_unit"):
+        TrainConfig(batch_unit="prefixes").validate()

@@ -18,6 +18,7 @@ from csrec.training import TrainConfig
 METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
 ENSEMBLES = ("logits", "probs")
 STORE_MODES = ("factored", "dense", "topk")
+NOISE_COLUMN_MAX = ("exact", "running")
 
 
 # The paper's symbols for the hyperparameters a method has (tables, figures, reports).
@@ -47,6 +48,7 @@ class MethodConfig:
     subsample: float = 0.8  # p, CSRec-D teachers and CSRec-T's side teacher
     alpha: float = 0.5  # α, Eq. 17 (paper convention: α weighs KL(P_g2 ‖ P_g1))
     expectation_term: bool = True  # CSRec-T: keep Eq. 16's expectation term (False: Fig. 10 ablation)
+    noise_column_max: str = "exact"  # CSRec-T's max_k h̃_{k,j}: "exact" (Eq. 16) | "running" (authors' code)
     ensemble: str = "logits"  # "logits": mean of logits (Alg. 1–2); "probs": mean of tempered probs (authors' code)
     ensemble_weights: tuple[float, ...] | None = None  # "probs" only: one weight per teacher (authors: 0.1, 0.9)
     kl_direction: str = "code"  # "code": KL(r ‖ P_f) as the authors' code; "paper": KL(P_f ‖ r) as Eq. 20
@@ -79,6 +81,8 @@ class MethodConfig:
             if any(w < 0 for w in weights) or sum(weights) <= 0:
                 raise ConfigError(f"ensemble_weights must be non-negative with a positive sum, got {list(weights)}")
             self.ensemble_weights = weights
+        if self.noise_column_max not in NOISE_COLUMN_MAX:
+            raise ConfigError(f"unknown noise_column_max {self.noise_column_max!r}; valid: {', '.join(NOISE_COLUMN_MAX)}")
         if self.kl_direction not in ("code", "paper"):
             raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: code, paper")
         if self.store not in STORE_MODES:

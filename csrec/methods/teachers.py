@@ -26,8 +26,8 @@ from torch import nn
 from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
-from csrec.methods.config import MethodConfig
-from csrec.methods.losses import robust_teacher_loss
+from csrec.methods.config import NOISE_COLUMN_MAX, MethodConfig
+from csrec.methods.losses import robust_teacher_loss, widen
 from csrec.models.base import SequentialRecommender, build_backbone
 from csrec.training import Batch, TrainConfig, train_model
 
@@ -46,18 +46,22 @@ class TeacherSpec:
     alpha: float | None = None
     expectation_term: bool = True
     side: "TeacherSpec | None" = None  # g2, for the robust teacher
+    noise_column_max: str = "exact"  # robust teacher: NoiseMatrix's max_k h̃_{k,j}, exact | running
 
     def describe(self) -> str:
         parts = [self.backbone, f"seed={self.seed}"]
         if self.subsample is not None:
             parts.append(f"p={self.subsample}/seed={self.subsample_seed}")
         if self.robust:
-            parts.append(f"robust(alpha={self.alpha}, expectation={self.expectation_term})")
+            running = ", running max" if self.noise_column_max == "running" else ""
+            parts.append(f"robust(alpha={self.alpha}, expectation={self.expectation_term}{running})")
         return " ".join(parts)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["model"] = dict(self.model)
+        if self.noise_column_max == "exact":
+            del out["noise_column_max"]  # the default leaves the keys of existing pools unchanged
         if self.side is not None:
             out["side"] = self.side.to_dict()
         return out
@@ -86,23 +90,35 @@ def teacher_specs(config: "ExperimentConfig") -> list[TeacherSpec]:
     if method.name == "csrec-t":
         side = spec(seed=method.teacher_seed, subsample=method.subsample, subsample_seed=method.subsample_seed)
         return [spec(seed=method.teacher_seed + 1, robust=True, alpha=method.alpha,
-                     expectation_term=method.expectation_term, side=side)]
+                     expectation_term=method.expectation_term, side=side,
+                     noise_column_max=method.noise_column_max)]
     return []
 
 
 # --- CSRec-T's noise model h (Eq. 10–11) --------------------------------------------------------
+RUNNING_MAX_START = -10.0  # the authors' initial running max
+
+
 class NoiseMatrix(nn.Module):
     """h̃ = M·N, a low-rank |I|×|I| matrix: h̃_{i,j} scores observing i when j is preferred.
 
-    ``max_k h̃_{k,j}`` (Eq. 16) is computed exactly: the arg-max row of every column is found
-    with a chunked pass over the full matrix, and the max itself is recomputed from those rows
-    so gradients flow through it.  When |I|² exceeds ``exact_limit`` the arg-max is refreshed
-    once per ``refresh_every`` steps instead of every step (the value is still exact for the
-    rows found; the authors instead keep a never-decreasing running max over seen labels).
+    ``max_k h̃_{k,j}`` (Eq. 16), ``column_max="exact"`` (the paper's formula): the arg-max row of
+    every column is found with a chunked pass over the full matrix, and the max itself is
+    recomputed from those rows so gradients flow through it.  When |I|² exceeds ``exact_limit``
+    the arg-max is refreshed once per ``refresh_every`` steps instead of every step (the value
+    is still exact for the rows found).  ``column_max="running"`` is the authors' code
+    (``PriorPreferModel.py``): the column max over the batch's observed rows, element-wise maxed
+    with a detached running max of all earlier batches (starting at −10, never decreased), so
+    gradient flows only where the batch sets a new max.
     """
 
-    def __init__(self, n_items: int, dim: int = 64, exact_limit: int = 1 << 25, refresh_every: int = 50):
+    def __init__(self, n_items: int, dim: int = 64, exact_limit: int = 1 << 25, refresh_every: int = 50,
+                 column_max: str = "exact"):
         super().__init__()
+        if column_max not in NOISE_COLUMN_MAX:
+            raise ValueError(f"unknown column_max {column_max!r}; valid: {', '.join(NOISE_COLUMN_MAX)}")
+        self.column_max_mode = column_max
+        self.register_buffer("running_max", torch.full((n_items,), RUNNING_MAX_START), persistent=False)
         self.observed = nn.Parameter(torch.empty(n_items, dim))  # M
         self.preferred = nn.Parameter(torch.empty(n_items, dim))  # Nᵀ
         nn.init.kaiming_uniform_(self.observed, a=2)  # as the authors' PriorPreferModel
@@ -129,8 +145,14 @@ class NoiseMatrix(nn.Module):
             best_row = torch.where(better, row + lo, best_row)
         return best_row
 
-    def column_max(self) -> torch.Tensor:
-        """max_k h̃_{k,j} for every column j, differentiable through the arg-max rows."""
+    def column_max(self, h_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """max_k h̃_{k,j} for every column j (``h_rows``: this batch's h̃_{i,·}, for "running")."""
+        if self.column_max_mode == "running":
+            if h_rows is None:
+                raise ValueError("the running column max needs the batch's rows h̃_{i,·}")
+            current = torch.maximum(widen(h_rows).amax(0), self.running_max.to(widen(h_rows).dtype))
+            self.running_max = current.detach()
+            return current
         if self._argmax is None or self._steps % self.refresh_every == 0:
             self._argmax = self.column_argmax()
         self._steps += 1
@@ -153,7 +175,8 @@ class RobustTeacherLoss:
             side_logits = self.side.item_scores(side_reps)
         h_rows = h_max = None
         if self.noise is not None:
-            h_rows, h_max = self.noise.rows(targets - 1), self.noise.column_max()
+            h_rows = self.noise.rows(targets - 1)
+            h_max = self.noise.column_max(h_rows)
         loss, logs = robust_teacher_loss(model.item_scores(reps), side_logits, targets - 1, h_rows, h_max, self.alpha)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
@@ -188,7 +211,8 @@ def train_teacher(
         if side is None:
             raise ValueError("a robust (CSRec-T) teacher needs its trained side teacher")
         side.to(train.torch_device())
-        noise = NoiseMatrix(data.n_items, dict(spec.model).get("embedding_dim", 64)) if spec.expectation_term else None
+        noise = (NoiseMatrix(data.n_items, dict(spec.model).get("embedding_dim", 64), column_max=spec.noise_column_max)
+                 if spec.expectation_term else None)
         if noise is not None:
             noise.to(train.torch_device())
         loss_fn = RobustTeacherLoss(side, noise, spec.alpha)

@@ -284,3 +284,49 @@ def test_robust_teacher_optimises_g1_and_h_against_frozen_side(data, monkeypatch
     else:
         assert loss_fn.noise is None
         assert len(ids) == len(list(seen["model"].parameters()))
+
+
+def test_running_column_max_follows_the_authors_batches_by_hand():
+    # h̃ = M·Nᵀ with M = [1, 2, −1]ᵀ, N = [1, −1, 3]ᵀ:  rows 0: [1, −1, 3], 1: [2, −2, 6], 2: [−1, 1, −3].
+    noise = NoiseMatrix(3, 1, column_max="running").double()
+    with torch.no_grad():
+        noise.observed.copy_(torch.tensor([[1.0], [2.0], [-1.0]]))
+        noise.preferred.copy_(torch.tensor([[1.0], [-1.0], [3.0]]))
+    assert noise.running_max.tolist() == [-10.0, -10.0, -10.0]
+
+    def step(observed):
+        noise.zero_grad()
+        current = noise.column_max(noise.rows(torch.tensor(observed)))
+        current.sum().backward()
+        return current.tolist(), noise.observed.grad[:, 0].tolist()
+
+    # Batch 1 observes item 2: every column beats −10.
+    assert step([2]) == ([-1.0, 1.0, -3.0], [0.0, 0.0, 1.0 - 1.0 + 3.0])
+    # Batch 2 observes item 0: new maxima in columns 0 and 2 only; column 1 keeps the stored 1
+    # with no gradient, so d/dM_0 = N_0 + N_2 = 4.
+    assert step([0]) == ([1.0, 1.0, 3.0], [4.0, 0.0, 0.0])
+    # The stored max never decreases, even when h̃ itself does.
+    with torch.no_grad():
+        noise.observed.mul_(0.1)
+    assert step([0, 2]) == ([1.0, 1.0, 3.0], [0.0, 0.0, 0.0])
+    # Batch 4 observes item 1 (now 0.1·[2, −2, 6] = [0.2, −0.2, 0.6]): still below the stored max.
+    values, _ = step([1])
+    assert values == [1.0, 1.0, 3.0]
+    assert noise.running_max.requires_grad is False
+    assert "running_max" not in noise.state_dict()  # a buffer that moves with .to(), never saved
+
+
+def test_running_column_max_needs_the_batch_rows_and_a_known_mode():
+    with pytest.raises(ValueError, match="running column max needs"):
+        NoiseMatrix(3, 1, column_max="running").column_max()
+    with pytest.raises(ValueError, match="unknown column_max"):
+        NoiseMatrix(3, 1, column_max="stale")
+
+
+def test_noise_column_max_reaches_the_robust_teacher_spec_and_key(method_config):
+    exact = teacher_specs(method_config("csrec-t"))[0]
+    running = teacher_specs(method_config("csrec-t", noise_column_max="running"))[0]
+    assert exact.noise_column_max == "exact" and running.noise_column_max == "running"
+    assert "noise_column_max" not in exact.to_dict()  # keys of pools trained before the option stay
+    assert exact.key("fp", TrainConfig()) != running.key("fp", TrainConfig())
+    assert "running max" in running.describe()
