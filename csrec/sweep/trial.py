@@ -10,6 +10,9 @@ metrics once, reports them as ``test/<metric>`` in a final result with ``final=T
 the per-sequence ranks (``ranks.npz``) and the best student weights in the trial directory and
 in the final checkpoint.
 
+A trial restored from its final checkpoint (the driver was killed after the trial finished and
+before Tune recorded that) returns at once: a finished trial is never trained again.
+
 Retries: ``run_method`` cannot resume a half-trained student (it builds the student itself and
 ``on_epoch`` does not see it), so a retried trial restarts it from scratch with the same seed and
 skips re-reporting the epochs its checkpoint already covers: the iteration count seen by ASHA
@@ -113,19 +116,22 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
     started = time.perf_counter()
     torch.set_num_threads(max(1, int(ctx.trial_cpus)))
     config = ctx.config_for(params)
-    trial_dir = _trial_dir()
-    if trial_dir is not None:  # one line per attempt: retries are visible after the fact
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        with open(trial_dir / "attempts.log", "a") as handle:
-            handle.write(f"{time.time():.3f} pid={os.getpid()}\n")
-
     reported_epochs = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state_file = Path(directory) / "state.json"
-            if state_file.is_file():
-                reported_epochs = int(json.loads(state_file.read_text()).get("epoch", 0))
+            state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        if state.get("final"):
+            # The trial finished (its final result went with this checkpoint) but the driver was
+            # killed before Tune recorded it as terminated: nothing left to train or report.
+            return
+        reported_epochs = int(state.get("epoch", 0))
+    trial_dir = _trial_dir()
+    if trial_dir is not None:  # one line per attempt: retries are visible after the fact
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        with open(trial_dir / "attempts.log", "a") as handle:
+            handle.write(f"{time.time():.3f} pid={os.getpid()}\n")
 
     store = infos = None
     event = {"store": "none", "fingerprint": "", "teachers": []}

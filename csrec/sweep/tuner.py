@@ -577,7 +577,9 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
         run_config=ray_tune.RunConfig(
             name=config.experiment_name, storage_path=str(storage), verbose=config.verbose,
             failure_config=ray_tune.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
+            # num_to_keep=1: Tune snapshots the experiment state after every trial checkpoint, so a
+            # trial's final report is on disk before a kill can make a restore rerun it.
+            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1),
             callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(_cell_label(config), base.train.epochs),
                        *_loggers()],
         ),

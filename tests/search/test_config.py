@@ -42,3 +42,33 @@ def test_sweep_config_checks_its_search():
     with pytest.raises(ValueError, match="both fixed"):
         SweepConfig(grid={"beta": [0.5]}, overrides={"beta": 0.25})
     assert SweepConfig(grid={"beta": (0.25, 0.5)}).search == "grid"
+
+
+def test_every_grid_option_has_help_and_fixed_sets_have_choices():
+    from csrec.search import grid_parser
+    from csrec.search.config import VERBOSITY
+    from csrec.search.space import SEARCHES
+
+    actions = {a.dest: a for a in grid_parser()._actions}
+    missing = sorted(dest for dest, a in actions.items() if not (a.help or "").strip())
+    assert missing == []
+    assert tuple(actions["search"].choices) == SEARCHES
+    assert tuple(actions["verbose"].choices) == tuple(VERBOSITY)
+    for dest in ("datasets", "backbones", "methods"):  # comma lists: the valid names are in the help
+        assert "all, or a comma list of" in actions[dest].help
+
+
+def test_verbosity_and_resume_flags():
+    run = ["--smoke", "--storage-path", "unused"]
+    assert GridConfig.from_argv(run).verbose == 0 and SweepConfig().verbose == 0  # quiet by default
+    assert GridConfig.from_argv(run + ["--verbose"]).verbose == 1
+    assert GridConfig.from_argv(run + ["--verbose", "2"]).verbose == 2
+    config = GridConfig.from_argv(run + ["--resume-or-start"])
+    assert config.resume_or_start and not config.resume
+    assert all(cell.resume == "auto" for cell in config.cells())
+    with pytest.raises(SystemExit):  # argparse: not allowed together
+        GridConfig.from_argv(run + ["--resume", "--resume-or-start"])
+    with pytest.raises(SystemExit):
+        GridConfig.from_argv(run + ["--resume", "--fresh"])
+    with pytest.raises(ConfigError, match="exclude each other"):
+        GridConfig(datasets=("synthetic",), backbones=("gru4rec",), resume=True, resume_or_start=True)

@@ -1,8 +1,11 @@
-"""A sweep whose driver is killed continues with ``grid.py --resume``.
+"""A sweep whose driver is killed continues with ``grid.py --resume`` and ends where an
+uninterrupted run of the same command ends.
 
-The driver is a subprocess joined to the session's Ray runtime; it is SIGKILLed once two of its
-four Optuna trials have finished.  The resumed run must not rerun those two, must finish exactly
-four trials, and must carry on the same Optuna study (the searcher state survives).
+The driver is a subprocess joined to the session's Ray runtime (a Base cell, then a CSRec-M cell
+of three Optuna trials under ASHA, one at a time); it is SIGKILLed by its PID once two CSRec-M
+trials have finished.  The resumed run must not rerun those two, must finish exactly the trials
+of the command, must carry on the same Optuna study (the searcher state survives), and must write
+the same ``table.md`` and report Table 3, byte for byte, as the same command run without a kill.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from csrec.report.runs import Run
+from csrec.report.tables import main_table
 
 pytestmark = pytest.mark.ray
 
@@ -48,16 +54,26 @@ def _find_study(obj, depth: int = 0):
     return None
 
 
-def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session, tmp_path):
-    run_dir = tmp_path / "run"
-    command = [
-        sys.executable, str(REPO / "sweeps" / "grid.py"), "--smoke", "--backbones", "gru4rec", "--methods", "csrec-m",
-        "--num-samples", "4", "--epochs", "3", "--max-concurrent", "1", "--storage-path", str(run_dir),
-        "--address", ray_session, "--verbose", "0",
-    ]
+def _tables(run_dir: Path) -> tuple[str, str]:
+    """The run's table.md and the report's Table 3 (Markdown) of ``run_dir``."""
+    return (run_dir / "table.md").read_text(), main_table(Run.load(run_dir), "table3").markdown()
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session, tmp_path, grid_main):
+    def command(run_dir: Path) -> list[str]:
+        return [
+            sys.executable, str(REPO / "sweeps" / "grid.py"), "--smoke", "--backbones", "gru4rec", "--methods",
+            "base,csrec-m", "--num-samples", "3", "--epochs", "2", "--max-concurrent", "1",
+            "--storage-path", str(run_dir), "--address", ray_session,
+        ]
+
+    # The uninterrupted run: the same command line, its driver in this process (already joined to the runtime).
+    assert grid_main(command(tmp_path / "reference")[2:]) == 0
     env = dict(os.environ)
+
+    run_dir = tmp_path / "run"
     log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(command(run_dir), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     outcomes = run_dir / "synthetic-gru4rec-csrec-m-optuna" / "csrec_trial_outcomes.jsonl"
     deadline = time.monotonic() + 180
     try:
@@ -65,28 +81,32 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session, tm
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the first two trials did not finish in time"
             time.sleep(0.3)
-        time.sleep(2.0)  # let Tune snapshot the experiment state after the second completion
+        time.sleep(0.5)  # well before the third trial ends (a trial's start-up alone takes longer)
     finally:
-        first.send_signal(signal.SIGKILL)
+        os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
         log.close()
     done_before = _finished(outcomes)
-    assert 2 <= len(done_before) < 4, "the driver should have been killed mid-sweep"
+    assert len(done_before) == 2, "the driver should have been killed mid-sweep"
 
-    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command(run_dir) + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resuming synthetic-gru4rec-csrec-m-optuna: {len(done_before)} finished trial(s) kept" in resumed.stdout
 
     results = pd.read_parquet(run_dir / "results.parquet")
     assert len(results) == 4 and set(results["status"]) <= {"completed", "stopped"}
+    assert _tables(run_dir) == _tables(tmp_path / "reference")  # the same command, the same tables
+    results = results[results["method"] == "csrec-m"]
     for trial_id in done_before:
         row = results[results["trial_id"] == trial_id].iloc[0]
         attempts = (Path(row["trial_path"]) / "attempts.log").read_text().splitlines()
         assert len(attempts) == 1, f"finished trial {trial_id} was rerun"
-    # The Optuna study continued: it holds all four trials, including those asked before the kill.
+    # The Optuna study continued: it holds all three trials, including those asked before the kill.
     states = sorted((run_dir / "synthetic-gru4rec-csrec-m-optuna").glob("searcher-state-*.pkl"))
     with open(states[-1], "rb") as handle:
         study = _find_study(pickle.load(handle))
-    assert study is not None and len(study.trials) == 4
+    assert study is not None and len(study.trials) == 3
     before = results[results["trial_id"].isin(done_before)]
     asked = [t.params for t in study.trials]
     for _, row in before.iterrows():

@@ -12,17 +12,24 @@ import pytest
 import ray
 
 import csrec.sweep as sweep
+from csrec import artifacts
+from csrec.data import load_dataset
+from csrec.evaluation import evaluate
+from csrec.search import GridConfig
 
 pytestmark = pytest.mark.ray
 
 
 
-def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main):
-    """grid.py --smoke on one backbone: every method, results.parquet, best vectors, Table 3."""
+def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main, capfd):
+    """grid.py --smoke on one backbone: every method, results.parquet, best vectors and models, Table 3,
+    and a quiet console: one line per trial start and end, one summary per cell, the table."""
     run_dir = tmp_path / "smoke"
+    capfd.readouterr()
     started = time.perf_counter()
-    rc = grid_main(["--smoke", "--backbones", "gru4rec", "--storage-path", str(run_dir), "--verbose", "0"])
+    rc = grid_main(["--smoke", "--backbones", "gru4rec", "--storage-path", str(run_dir)])
     wall = time.perf_counter() - started
+    output = capfd.readouterr()
     assert rc == 0
     results = pd.read_parquet(run_dir / "results.parquet")
     assert set(results["method"]) == {"base", "softrec", "csrec-m", "csrec-d", "csrec-t"}
@@ -41,6 +48,30 @@ def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert all(cell["complete"] for cell in summary["cells"])
     trained = summary["teachers_trained"]
+
+    lines = (output.out + output.err).splitlines()
+    for text in ("Trial status", "╭", "tensorboard", "Token authentication", "A new study created"):
+        assert not any(text in line for line in lines), text  # Tune's tables and inapplicable warnings: --verbose only
+    for trial_id in results["trial_id"]:
+        assert sum(f"trial {trial_id}  started" in line for line in lines) == 1
+        assert sum(f"trial {trial_id}  done" in line or f"trial {trial_id}  stopped early" in line
+                   for line in lines) == 1
+    assert sum(line.startswith("[csrec.sweep] synthetic / gru4rec /") for line in lines) == 5  # once per cell
+    assert "| gru4rec | csrec-t |" in output.out and len(lines) < 60
+
+    # Each cell keeps its best trial's student: loaded back, it ranks the test sequences as that trial did.
+    data = load_dataset(GridConfig.from_argv(["--smoke"]).data_config("synthetic"))
+    for cell in summary["cells"]:
+        model_path = run_dir / "best" / f"synthetic__gru4rec__{cell['method']}.model.pt"
+        assert cell["best_model"] == str(model_path) and model_path.is_file()
+        model = artifacts.load(model_path, data=data)
+        best_ranks = np.load(run_dir / "best" / f"synthetic__gru4rec__{cell['method']}.npz")["test_ranks"]
+        assert np.array_equal(evaluate(model.model, data, "test").ranks, best_ranks)
+    model = artifacts.load(run_dir / "best" / "synthetic__gru4rec__csrec-m.model.pt")
+    start, end = data.offsets[0], data.offsets[1]
+    history = model.item_ids[data.items[start:end - 2] - 1]  # a sequence's raw item ids, less its valid/test items
+    top = model.recommend([history, history[:3]], k=5)
+    assert top.items.shape == (2, 5) and not set(top.items[0]) & set(history)
     print(f"\nsmoke (1 backbone, 5 methods): {len(results)} trials, {trained} teachers trained, {wall:.1f}s wall")
 
 

@@ -77,3 +77,134 @@ def test_an_optuna_space_pickled_under_the_old_module_name_still_loads():
 
     old = pickle.dumps(OptunaSpace("csrec-d"), protocol=0).replace(b"csrec.search.space", b"csrec.sweep.space")
     assert pickle.loads(old).names == OptunaSpace("csrec-d").names
+
+
+def test_select_best_breaks_ties_by_configuration_not_row_order():
+    import pandas as pd
+
+    from csrec.sweep.trial import METRIC
+    from csrec.sweep.tuner import select_best
+
+    rows = pd.DataFrame([
+        {"trial_id": "t1", "status": "completed", "config/beta": 0.698, "config/temperature": 6.77, METRIC: 0.2474},
+        {"trial_id": "t2", "status": "completed", "config/beta": 0.255, "config/temperature": 4.99, METRIC: 0.2474},
+        {"trial_id": "t3", "status": "stopped", "config/beta": 0.1, "config/temperature": 1.0, METRIC: 0.3},
+    ])
+    assert select_best(rows)["trial_id"] == select_best(rows.iloc[::-1])["trial_id"] == "t2"  # stopped never wins
+    assert select_best(rows[rows["status"] == "stopped"]) is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_check_address_names_the_address_and_the_remedy():
+    from csrec.errors import CSRecError
+    from csrec.sweep.runtime import ClusterUnreachable, check_address
+
+    port = _free_port()
+    with pytest.raises(ClusterUnreachable) as info:
+        check_address(f"127.0.0.1:{port}")
+    message = str(info.value)
+    assert isinstance(info.value, CSRecError) and "\n" not in message
+    assert f"no Ray cluster at --address 127.0.0.1:{port}" in message
+    assert f"ray start --head --port={port}" in message and "drop --address" in message
+    check_address(None)
+    check_address("auto")  # Ray finds the cluster itself
+
+
+def _grid_py(args, tmp_path, timeout=60):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, str(repo / "sweeps" / "grid.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_grid_py_with_no_cluster_at_address_fails_fast(tmp_path):
+    import time
+
+    port = _free_port()
+    started = time.monotonic()
+    done = _grid_py(["--smoke", "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "run")],
+                    tmp_path, timeout=30)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"grid.py: no Ray cluster at --address 127.0.0.1:{port} (connecting to 127.0.0.1:{port}: connection refused); "
+        f"start one with `ray start --head --port={port}` on that machine, or drop --address to run on a local Ray runtime"
+    ]
+    assert not (tmp_path / "run").exists()  # nothing written for a run that never started
+
+
+def test_grid_py_resume_of_a_missing_run_is_an_error(tmp_path):
+    missing = tmp_path / "typo"
+    done = _grid_py(["--smoke", "--resume", "--storage-path", str(missing)], tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (f"grid.py: --resume: {missing} does not exist; check --storage-path, or pass "
+                                   f"--resume-or-start to start a run there when there is none")
+    assert not missing.exists()
+
+
+def test_prepare_checks_resume_against_the_run_directory(tmp_path):
+    from csrec.errors import ConfigError
+    from csrec.search import GridConfig
+    from csrec.sweep.grid import _prepare
+
+    def config(*flags):
+        return GridConfig.from_argv(["--smoke", "--storage-path", str(tmp_path / "run"), *flags])
+
+    lines = []
+    _prepare(tmp_path / "run", config("--resume-or-start"), log=lines.append)
+    assert lines == [f"[grid] nothing to resume in {tmp_path / 'run'}: starting a fresh run there"]
+    assert (tmp_path / "run").is_dir()
+    with pytest.raises(ConfigError, match="holds no sweep run"):  # a directory, but no run in it
+        _prepare(tmp_path / "run", config("--resume"))
+    (tmp_path / "run" / "run.json").write_text("{}")
+    lines.clear()
+    _prepare(tmp_path / "run", config("--resume"), log=lines.append)
+    _prepare(tmp_path / "run", config("--resume-or-start"), log=lines.append)
+    assert lines == []  # there is a run: both continue it, silently
+    with pytest.raises(ConfigError, match="exists: pass --resume"):
+        _prepare(tmp_path / "run", config())
+
+
+def test_asha_decisions_and_rungs_survive_a_restore(tmp_path):
+    """A restored ResumableASHA replays the decisions taken and decides the next from the same rungs,
+    as the uninterrupted scheduler does; Tune's own ASHA starts from empty rungs and decides otherwise."""
+    import pickle
+    from types import SimpleNamespace
+
+    from csrec.sweep.trial import METRIC
+    from csrec.sweep.tuner import ResumableASHA
+
+    def scheduler(name):
+        return ResumableASHA(str(tmp_path / name), time_attr="training_iteration", metric=METRIC, mode="max",
+                             max_t=4, grace_period=1, reduction_factor=3)
+
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(4)]
+    values = [0.5, 0.6, 0.1, 0.4]
+
+    def feed(asha, indices):
+        decisions = []
+        for i in indices:
+            asha.on_trial_add(None, trials[i])
+            decisions.append(asha.on_trial_result(None, trials[i], {"training_iteration": 1, METRIC: values[i]}))
+        return decisions
+
+    uninterrupted = feed(scheduler("a.json"), range(4))
+    assert uninterrupted == ["CONTINUE", "CONTINUE", "STOP", "STOP"]  # cutoff: the 67th percentile at rung 1
+
+    killed = scheduler("b.json")
+    pickled = pickle.dumps(killed)  # as the Tuner pickles it, before any trial ran
+    assert feed(killed, range(3)) == uninterrupted[:3]  # the driver dies here
+    restored = pickle.loads(pickled)
+    # t2 restarts from before its decision (the same decision again); t3 is decided on the same rungs.
+    assert feed(restored, [2, 3]) == uninterrupted[2:]
+    assert feed(scheduler("c.json"), [2, 3]) == ["CONTINUE", "CONTINUE"]  # without the kept rungs
