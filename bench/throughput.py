@@ -46,6 +46,24 @@ def one_epoch(model, data, precision: str, loss_fn=None) -> tuple[float, float, 
     return log.seconds_train, log.seconds_valid, time.process_time() - cpu_started
 
 
+def table(rows: list[list], precisions: list[str], args, device) -> str:
+    """The Markdown table of ``rows`` with the notes on how they were measured."""
+    body = markdown_table(["dataset", "backbone", "precision", "s per train epoch", "s per valid pass",
+                           "s per epoch (train+valid)", f"speed-up vs {precisions[0]}", "CPU s per epoch (train+valid)",
+                           f"CPU speed-up vs {precisions[0]}", "training targets / s",
+                           "CSRec-M student s per train epoch (vs Base, same precision)",
+                           "CSRec-M student CPU s per epoch (vs Base)", "s per test pass", "test sequences"], rows)
+    body += ("\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
+             f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
+             f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
+             "student reads a factored store of two teachers in its training precision (the store's product and the "
+             "fused loss's chunked teacher softmax).  Validation and test passes score in float32.  \"CPU s\" is "
+             "the process's CPU time over the whole epoch call (train, valid pass, optimiser set-up): with one torch "
+             "thread it leaves out the time the process waited for a core, so on a shared machine it is the steadier "
+             "figure; wall seconds are what a user waits on a machine of their own only when nothing else runs.")
+    return body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="lastfm")
@@ -104,12 +122,11 @@ def main() -> None:
                              f"{base_cpu[precisions[0]] / cpu_s:.2f}×", f"{data.n_train_targets / train_s:,.0f}",
                              student_s, student_cpu, f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
                 print(rows[-1], flush=True)
+            # Written after every backbone, so a long run that is stopped keeps its finished rows.
+            write_result(args.output, f"Training and evaluation throughput ({args.datasets})",
+                         table(rows, precisions, args, device))
     # Full ranking over a large synthetic catalogue: memory stays bounded by the chunk size.
-    body = markdown_table(["dataset", "backbone", "precision", "s per train epoch", "s per valid pass",
-                           "s per epoch (train+valid)", f"speed-up vs {precisions[0]}", "CPU s per epoch (train+valid)",
-                           f"CPU speed-up vs {precisions[0]}", "training targets / s",
-                           "CSRec-M student s per train epoch (vs Base, same precision)",
-                           "CSRec-M student CPU s per epoch (vs Base)", "s per test pass", "test sequences"], rows)
+    body = table(rows, precisions, args, device)
     if args.eval_items > 0:
         n = args.eval_sequences
         split = random_eval_split(n, args.eval_items)
@@ -121,14 +138,6 @@ def main() -> None:
         body += (f"\n\nFull ranking over a synthetic catalogue of {args.eval_items:,} items: {n:,} sequences (SASRec) in "
                  f"{big_s:.2f} s ({n / big_s:,.0f} sequences/s); peak RSS {peak_rss_mib():,.0f} MiB for the whole process "
                  f"({rss_before:,.0f} MiB before this pass).")
-    body += ("\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
-             f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
-             f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
-             "student reads a factored store of two teachers in its training precision (the store's product and the "
-             "fused loss's chunked teacher softmax).  Validation and test passes score in float32.  \"CPU s\" is "
-             "the process's CPU time over the whole epoch call (train, valid pass, optimiser set-up): with one torch "
-             "thread it leaves out the time the process waited for a core, so on a shared machine it is the steadier "
-             "figure; wall seconds are what a user waits on a machine of their own only when nothing else runs.")
     write_result(args.output, f"Training and evaluation throughput ({args.datasets})", body)
 
 
