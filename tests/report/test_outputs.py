@@ -114,3 +114,28 @@ def test_run_table_marks_as_the_report_does():
     rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| b |")}
     assert "*†" in rows["csrec-m"] and "*" in rows["softrec"] and "*" not in rows["base"]
     assert "Recall+@10" in table
+
+
+def test_best_trial_model_is_copied_and_named_in_the_summary(tmp_path):
+    """best/<cell>.model.pt is a byte copy of the best trial's model file; summary.json names it."""
+    from csrec.report.outputs import TRIAL_MODEL_FILE, best_model_path
+
+    rows = _rows(tmp_path, "csrec-m", None, 2)
+    for row in rows:
+        trial = tmp_path / row["trial_path"]
+        trial.mkdir(parents=True)
+        (trial / TRIAL_MODEL_FILE).write_bytes(f"weights of {row['trial_id']}".encode())
+    frame = pd.DataFrame(rows).drop(columns=["ablation", "is_best"])
+
+    @dataclass
+    class ModelCell(Cell):
+        def record(self) -> dict:
+            return {"dataset": self.dataset, "backbone": self.backbone, "method": self.method}
+
+    cell = ModelCell("synthetic", "gru4rec", "csrec-m", None, frame, rows[1]["trial_path"])
+    paths = write_run_outputs(tmp_path, [cell])
+    target = best_model_path(tmp_path, "synthetic", "gru4rec", "csrec-m")
+    assert target == tmp_path / "best" / "synthetic__gru4rec__csrec-m.model.pt"
+    assert target.read_bytes() == f"weights of {rows[1]['trial_id']}".encode()
+    assert json.loads(paths["summary"].read_text())["cells"] == [
+        {"dataset": "synthetic", "backbone": "gru4rec", "method": "csrec-m", "best_model": str(target)}]
