@@ -24,6 +24,7 @@ from csrec.atomic import atomic_path, write_atomic
 from csrec.data.dataset import DataConfig, SequenceData, load_dataset
 from csrec.errors import ConfigError
 from csrec.evaluation import EvalResult, evaluate
+from csrec.experiment.protocol import protocol_settings
 from csrec.methods import MethodConfig, run_method
 from csrec.methods.config import ExperimentConfig
 from csrec.models.base import BackboneConfig, SequentialRecommender, make_backbone_config
@@ -106,13 +107,17 @@ class FitResult:
 
 def make_config(
     dataset: str = "synthetic", backbone: str = "gru4rec", method: str = "base", *,
-    model: dict | BackboneConfig | None = None, **kwargs,
+    model: dict | BackboneConfig | None = None, protocol: str = "csrec", **kwargs,
 ) -> ExperimentConfig:
     """Build an ExperimentConfig from a dataset/backbone/method and flat keyword arguments.
 
     Keywords may be any field of DataConfig, TrainConfig or MethodConfig (the same names the
-    CLI takes), or whole configs as ``data=``, ``train=``, ``method_config=``.
+    CLI takes), or whole configs as ``data=``, ``train=``, ``method_config=``.  ``protocol``
+    ("csrec" or "authors", see :mod:`csrec.experiment.protocol`) presets the training and
+    ensemble parameters; a keyword given explicitly wins over the preset.
     """
+    num_teachers = kwargs.get("num_teachers", MethodConfig.num_teachers)
+    kwargs = {**protocol_settings(protocol, backbone, method, num_teachers), **kwargs}
     data = kwargs.pop("data", None) or DataConfig(name=dataset)
     train = kwargs.pop("train", None) or TrainConfig()
     method_config = kwargs.pop("method_config", None) or MethodConfig(name=method)
