@@ -28,10 +28,11 @@ from csrec.data.preprocess import WINDOWINGS
 from csrec.data.readers import FORMATS, utf8_text
 from csrec.errors import CSRecError, DataError
 from csrec.methods import METHODS, MethodConfig
-from csrec.methods.config import ENSEMBLES, STORE_MODES
+from csrec.experiment.protocol import PROTOCOLS
+from csrec.methods.config import ENSEMBLES, NOISE_COLUMN_MAX, STORE_MODES
 from csrec.metrics import summarize
 from csrec.models import backbone_names
-from csrec.training import TRAIN_PRECISIONS, TrainConfig
+from csrec.training import BATCH_UNITS, TRAIN_PRECISIONS, TrainConfig
 
 DESCRIPTION = (
     "csrec: confident soft labels for sequential recommenders (Wu et al., TOIS 2024). "
@@ -65,6 +66,8 @@ FIELD_HELP = {
     # TrainConfig
     "epochs": "most training epochs",
     "batch_size": "sub-sessions per batch; each contributes all its next-item targets",
+    "batch_unit": "what --batch-size counts: whole sub-sessions, or targets (sub-sessions packed to "
+    "about that many next-item targets, as the authors' 64 samples per step)",
     "lr": "Adam learning rate",
     "weight_decay": "Adam weight decay",
     "patience": "stop after this many epochs without a better validation metric; 0 = never stop early",
@@ -84,6 +87,7 @@ FIELD_HELP = {
     "alpha": "α of Eq. 17: CSRec-T's weight of KL(P_g2 ‖ P_g1), in [0, 1]",
     "expectation_term": "CSRec-T: keep Eq. 16's expectation term; --no-expectation-term is the "
     "Fig. 10 ablation",
+    "noise_column_max": "CSRec-T: max_k h(k,j) of Eq. 16 computed exactly (the paper) or as the authors' running max",
     "ensemble": "how teachers are combined: logits = mean of logits (Alg. 1-2), probs = mean of "
     "tempered probabilities (the authors' code)",
     "ensemble_weights": "with --ensemble probs: one weight per teacher, comma-separated, e.g. 0.1,0.9 "
@@ -107,6 +111,8 @@ FIELD_CHOICES = {
     "windowing": WINDOWINGS,
     "select_metric": tuple(sorted(summarize(np.zeros(1, dtype=np.int64)))),
     "precision": TRAIN_PRECISIONS,
+    "batch_unit": BATCH_UNITS,
+    "noise_column_max": NOISE_COLUMN_MAX,
     "ensemble": ENSEMBLES,
     "kl_direction": ("code", "paper"),
     "store": STORE_MODES,
@@ -194,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sequential recommender to train (default: gru4rec)")
     fit.add_argument("--method", default="base", choices=METHODS,
                      help="base (cross-entropy), softrec (popularity prior) or a CSRec variant (default: base)")
+    fit.add_argument("--protocol", default="csrec", choices=PROTOCOLS,
+                     help="training preset: csrec's defaults, or the authors' code (batches of 64 targets, lr 1e-3, "
+                          "fixed epochs with the best-validation epoch kept, weighted probability ensemble, "
+                          "CSRec-T's running max); flags given explicitly win (default: csrec)")
     fit.add_argument("--model", action="append", metavar="KEY=VALUE",
                      help="backbone hyperparameter, repeatable, e.g. --model embedding_dim=32 --model num_layers=1")
     fit.add_argument("--output", default=None, metavar="FILE",
@@ -304,7 +314,8 @@ def _fit(args) -> int:
     kwargs = {}
     for cls in (DataConfig, TrainConfig, MethodConfig):
         kwargs.update(_collect(args, cls, ("name",)))
-    config = make_config(args.dataset, args.backbone, args.method, model=parse_key_values(args.model, "--model") or None, **kwargs)
+    config = make_config(args.dataset, args.backbone, args.method, model=parse_key_values(args.model, "--model") or None,
+                         protocol=args.protocol, **kwargs)
     data = load_dataset(config.data)
     print(format_stats(data.stats()), file=sys.stderr)
     result = fit(config=config, data=data)
