@@ -559,9 +559,14 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
         print(f"  {_cell_label(config)}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
         tuner = ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
-        internal = getattr(tuner, "_local_tuner", None)  # this invocation's verbosity, not the first one's
-        if internal is not None and getattr(internal, "_run_config", None) is not None:
-            internal._run_config.verbose = config.verbose
+        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+        if run_config is not None:
+            run_config.verbose = config.verbose  # this invocation's verbosity, not the first one's
+            from ray.tune.logger import CSVLoggerCallback
+
+            callbacks = list(run_config.callbacks or [])
+            if not any(isinstance(c, CSVLoggerCallback) for c in callbacks):  # a run started before they were explicit
+                run_config.callbacks = callbacks + _loggers()
         return tuner
     search_alg, param_space, num_samples = _search(config, base.train.seed)
     exp_path.mkdir(parents=True, exist_ok=True)
