@@ -3,6 +3,7 @@
     python bench/lastfm_methods.py [--backbones gru4rec,sasrec] [--methods base,...] [--seeds 3]
                                    [--beta 0.5] [--temperature 3] [--rerun]
                                    [--model KEY=VALUE ...] [--patience 10] [--tag NAME]
+                                   [--protocol authors --tag authors]
 
 Base and CSRec-M run with several seeds (mean ± std); seed index i trains the student with seed
 2022 + i and CSRec-M's teachers with seeds 1000 + 10·i + k.  SoftRec, CSRec-D and CSRec-T run
@@ -13,7 +14,9 @@ whose JSON exists with the same β, T and α is read back instead of rerun (``--
 so the script can be resumed and invoked per backbone.  The table in
 bench/results/lastfm_methods.md covers every backbone with runs on disk at this setting.
 
-A variant of the defaults (``--model dropout=0.2``, ``--patience 20``) needs a ``--tag``: its runs
+A variant of the defaults (``--model dropout=0.2``, ``--patience 20``, ``--protocol authors``: the
+authors' batches, lr, epoch counts without early stopping, ensemble weights and CSRec-T max, see
+csrec.experiment.protocol) needs a ``--tag``: its runs
 are kept as lastfm-<backbone>-<method>-<tag>-seed<seed>.json and tabulated into
 bench/results/lastfm_methods_<tag>.md, beside (never mixed with) the default setting's.
 """
@@ -33,6 +36,8 @@ import csrec  # noqa: E402
 from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # noqa: E402
 from csrec.cli import parse_key_values  # noqa: E402
 from csrec.errors import CSRecError  # noqa: E402
+from csrec.experiment.protocol import PROTOCOLS  # noqa: E402
+from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.methods import TeacherPool  # noqa: E402
 from csrec.methods.run import run_method  # noqa: E402,F401
 
@@ -58,7 +63,8 @@ def run_path(backbone: str, method: str, seed: int, tag: str = "") -> Path:
 
 def same_setting(saved: dict, args: argparse.Namespace) -> bool:
     method = saved["config"]["method"]
-    if saved["config"]["train"]["patience"] != args.patience:
+    train = saved["config"]["train"]
+    if train["patience"] != args.resolved["patience"] or train.get("batch_unit", "sequences") != args.resolved["batch_unit"]:
         return False
     if any(saved["config"]["model"].get(k) != v for k, v in args.model.items()):
         return False
@@ -86,22 +92,30 @@ def main() -> None:
     parser.add_argument("--backbones", default="gru4rec,sasrec")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds for Base and CSRec-M")
-    parser.add_argument("--beta", type=float, default=0.5)
-    parser.add_argument("--temperature", type=float, default=3.0)
-    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--beta", type=float, default=MethodConfig.beta)
+    parser.add_argument("--temperature", type=float, default=MethodConfig.temperature)
+    parser.add_argument("--alpha", type=float, default=MethodConfig.alpha)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs (default: 200; the protocol's own count)")
     parser.add_argument("--rerun", action="store_true", help="rerun runs whose JSON is already on disk")
     parser.add_argument("--tabulate-only", action="store_true", help="run nothing; rebuild the table from the runs on disk")
     parser.add_argument("--pool", default=str(RESULTS / "runs" / "teacher-pool"))
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="backbone hyperparameter for every run (repeatable; needs --tag)")
-    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 10; the protocol's own)")
+    parser.add_argument("--protocol", default="csrec", choices=PROTOCOLS, help="training preset (default: csrec)")
     parser.add_argument("--tag", default="", help="name of a variant setting (its own run files and table)")
     args = parser.parse_args()
     args.model = _model_overrides(args.model)
-    if (args.model or args.patience != 10) and not args.tag:
-        raise SystemExit("lastfm_methods.py: --model / --patience other than the defaults need a --tag")
+    if (args.model or args.patience not in (None, 10) or args.protocol != "csrec") and not args.tag:
+        raise SystemExit("lastfm_methods.py: --model / --patience / --protocol other than the defaults need a --tag")
+    explicit = {k: v for k, v in (("epochs", args.epochs), ("patience", args.patience)) if v is not None}
+    if args.protocol == "csrec":
+        explicit = {"epochs": 200, "patience": 10, **explicit}
+    args.overrides = explicit
+    resolved = csrec.make_config("lastfm", "gru4rec", "base", protocol=args.protocol, **explicit).train
+    args.resolved = {"patience": resolved.patience, "batch_unit": resolved.batch_unit, "lr": resolved.lr,
+                     "batch_size": resolved.batch_size, "epochs": resolved.epochs}
     pool = TeacherPool(args.pool)
     data = None
     for backbone in [] if args.tabulate_only else args.backbones.split(","):
@@ -114,9 +128,9 @@ def main() -> None:
                 if data is None:
                     data = csrec.load_dataset("lastfm", data_dir=args.data_dir)
                 config = csrec.make_config(
-                    "lastfm", backbone, method, data_dir=args.data_dir, epochs=args.epochs, seed=2022 + i,
+                    "lastfm", backbone, method, data_dir=args.data_dir, seed=2022 + i, protocol=args.protocol,
                     beta=args.beta, temperature=args.temperature, alpha=args.alpha, teacher_seed=1000 + 10 * i,
-                    patience=args.patience, model=args.model or None, progress=False,
+                    model=args.model or None, progress=False, **args.overrides,
                 )
                 result = csrec.fit(config=config, data=data, pool=pool)
                 result.save(path)
@@ -154,9 +168,18 @@ def write_table(args: argparse.Namespace) -> None:
                            "paper NDCG@10", "teachers' own test Recall@10 %", "student s per train epoch",
                            "wall s per run (teachers trained in it incl.)"], rows)
     variant = "".join(f", {k} = {v}" for k, v in args.model.items())
+    train = args.resolved
+    if args.protocol == "authors":
+        protocol = ("the authors' protocol (csrec.experiment.protocol): weighted probability ensemble "
+                    "(CSRec-M GRU4Rec 0.1/0.9, SASRec 0.2/0.8, CSRec-D 0.5/0.5), CSRec-T's running max, KL(r ‖ P_f); "
+                    f"lr {train['lr']:g}, batches of about {train['batch_size']} targets, the backbone's fixed epoch count "
+                    "without early stopping, the best-validation epoch kept. ")
+    else:
+        protocol = ("logit-mean ensemble, KL(r ‖ P_f) as the authors' code, factored soft-label store; "
+                    f"lr {train['lr']:g}, {train['batch_size']} sub-sessions per batch, early stopping "
+                    f"(patience {train['patience']}) on validation NDCG@10. ")
     body += (f"\n\nSetting: β = {args.beta}, T = {args.temperature}, α = {args.alpha}, m = 2, p = 0.8{variant}, "
-             "logit-mean ensemble, KL(r ‖ P_f) as the authors' code, factored soft-label store; "
-             f"lr 3e-3, 64 sub-sessions per batch, early stopping (patience {args.patience}) on validation NDCG@10. "
+             + protocol +
              "Seed i: student seed 2022 + i, CSRec-M teachers 1000 + 10·i + k. "
              "Teachers come from one pool: a run reuses teachers an earlier run trained, so wall time "
              "counts only the teachers trained in that run.")
