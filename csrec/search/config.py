@@ -85,6 +85,7 @@ class SweepConfig:
     ablation the cell belongs to.  ``resume``: True restores the experiment (error if there is
     none), False refuses an existing one, "auto" restores when it exists.  ``prebuild``: train the
     teachers known before the trials start ("auto": the paper grid's and explicit grids').
+    ``verbose``: what Ray Tune prints besides the sweep's own lines (:data:`VERBOSITY`).
     """
 
     dataset: str = "synthetic"
@@ -158,6 +159,8 @@ class GridConfig:
     ``methods`` None: all five (an ablation then keeps all of its own methods).  ``ablations``:
     run the controlled sweeps of the sensitivity figures instead of the main grid.  ``overrides``:
     any DataConfig / TrainConfig / MethodConfig field for every cell (``--set`` and ``--smoke``'s data).
+    ``resume``: continue the run in ``storage_path`` (a ConfigError when there is none);
+    ``resume_or_start``: continue it, or start one there; ``fresh``: delete it first.
     """
 
     datasets: tuple[str, ...]
