@@ -11,8 +11,8 @@ phase: the backbone's forward, the output-layer product, the soft-label read (th
 product and tempered softmax, read chunk by chunk inside the fused loss and timed there), the
 rest of the fused loss's forward (which also forms the gradient), the backward pass and the
 optimiser step.  The teachers are untrained (timing does not depend on their weights).
-Milliseconds per batch are the median over --rounds passes over --batches batches, after a
-warm-up pass; the rounds of all variants alternate, so they see the same machine load.  1 torch
+CPU milliseconds per batch (process time, so waiting for a core on a shared machine is not
+counted) are the median over --rounds passes over --batches batches, after a warm-up pass; the rounds of all variants alternate, so they see the same machine load.  1 torch
 thread unless OMP_NUM_THREADS says otherwise.  Writes bench/results/<--output>.md.
 """
 
@@ -38,6 +38,9 @@ from csrec.models import build_backbone  # noqa: E402
 from csrec.models.precision import autocast  # noqa: E402
 from csrec.training import BatchMaker  # noqa: E402
 
+# CPU time of the process: with one torch thread it is the work each phase did, without the time
+# the process waited for a core while other jobs shared the machine (wall time counts both).
+CLOCK = time.process_time
 PHASES = ("backbone forward", "output product", "soft-label read", "loss forward", "backward", "optimiser step")
 
 
@@ -48,9 +51,9 @@ def profile(model, optimiser, batches, precision: str, loss: SoftLabelLoss | Non
     device = torch.device("cpu")
 
     def timed(phase, fn):
-        started = time.perf_counter()
+        started = CLOCK()
         out = fn()
-        seconds[phase] += time.perf_counter() - started
+        seconds[phase] += CLOCK() - started
         return out
 
     for batch in batches:
@@ -60,13 +63,16 @@ def profile(model, optimiser, batches, precision: str, loss: SoftLabelLoss | Non
             if loss is None:
                 value = timed("loss forward", lambda: fused_student_loss(logits, targets - 1, 0.0)[0])
             else:
-                read_before = loss.seconds_reading
+                read = loss.reader(batch.rows)
+
+                def timed_read(lo, hi, read=read):
+                    return timed("soft-label read", lambda: read(lo, hi))
+
                 cached = torch.zeros(len(targets))  # Σ r log r comes from the per-row cache in training
+                before = seconds["soft-label read"]
                 value = timed("loss forward", lambda: fused_student_loss(
-                    logits, targets - 1, loss.beta, loss.reader(batch.rows), cached)[0])
-                read = loss.seconds_reading - read_before
-                seconds["soft-label read"] += read
-                seconds["loss forward"] -= read
+                    logits, targets - 1, loss.beta, timed_read, cached)[0])
+                seconds["loss forward"] -= seconds["soft-label read"] - before
             extra = model.extra_loss()
             if extra is not None:
                 value = value + extra
@@ -127,7 +133,7 @@ def main() -> None:
     body = markdown_table(["dataset", "student", "precision", *(f"{p} ms" for p in PHASES), "step ms",
                            "vs Base (same precision)"], rows)
     body += (f"\n\n{args.backbone} student, batches of 64 sub-sessions, β 0.5, T 3, factored store of m untrained "
-             f"teachers (logit-mean ensemble); milliseconds per batch, median of {args.rounds} passes after a warm-up "
+             f"teachers (logit-mean ensemble); CPU milliseconds per batch (process time), median of {args.rounds} passes after a warm-up "
              "pass, the variants' passes alternating.  \"soft-label read\" is the teachers' joint logit product plus "
              "its tempered softmax, computed chunk by chunk inside the fused loss; \"loss forward\" is the rest of "
              "the fused loss (student softmax, cross-entropies and the gradient it keeps for the backward; Σ r log r "
