@@ -284,7 +284,7 @@ def test_bfloat16_loss_equals_float32_loss_within_stated_tolerance(beta):
         assert logits.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
         assert loss.dtype == torch.float32  # reductions in float32 whatever the products' dtype
         loss.backward()
-        results[precision] = (float(loss), table.grad.clone())
+        results[precision] = (float(loss.detach()), table.grad.clone())
     (loss32, grad32), (loss16, grad16) = results["fp32"], results["bf16"]
     assert loss16 != loss32  # it really ran in reduced precision
     assert abs(loss16 - loss32) <= BF16_LOSS_RTOL * abs(loss32)
