@@ -42,7 +42,7 @@ def run_dir(search: str, tag: str = "") -> Path:
 def run_sweep(search: str, args: argparse.Namespace) -> None:
     command = [sys.executable, str(ROOT / "sweeps" / "grid.py"), "--datasets", "lastfm", "--backbones", args.backbones,
                "--search", search, "--num-samples", str(args.num_samples), "--epochs", str(args.epochs),
-               "--storage-path", str(run_dir(search, args.tag)), "--data-dir", args.data_dir, "--resume"]
+               "--storage-path", str(run_dir(search, args.tag)), "--data-dir", args.data_dir, "--resume-or-start"]
     if args.methods:
         command += ["--methods", args.methods]
     if args.grace_period is not None:

@@ -71,9 +71,22 @@ class TeacherSpec:
         payload = {
             "spec": self.to_dict(),
             "data": data_fingerprint,
-            "train": {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "device", "progress")},
+            "train": _train_key_fields(train),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _train_key_fields(train: TrainConfig) -> dict:
+    """The training settings that shape a teacher.  Options added later enter only when set away
+    from the setting that existed before them, so earlier pools keep their keys; precision enters
+    as what it resolves to (``auto`` is bf16 on one machine and fp32 on another)."""
+    fields = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "device", "progress")}
+    fields.pop("precision", None)
+    if train.resolved_precision() == "bf16":
+        fields["precision"] = "bf16"
+    if fields.get("batch_unit") == "sequences":
+        del fields["batch_unit"]
+    return fields
 
 
 def teacher_specs(config: "ExperimentConfig") -> list[TeacherSpec]:

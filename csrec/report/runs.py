@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from csrec.data.dataset import DataConfig, SequenceData, load_dataset
+from csrec.search.selection import best_row
 from csrec.data.synthetic import SyntheticConfig
 from csrec.errors import CSRecError
 from csrec.methods.config import METHODS as METHOD_ORDER
@@ -354,7 +355,7 @@ def best_on_validation(frame: pd.DataFrame) -> pd.Series | None:
         return None
     for metric in (SELECT, "valid/ndcg@10"):
         if metric in frame and frame[metric].notna().any():
-            return frame.loc[frame[metric].astype(float).idxmax()]
+            return best_row(frame.assign(**{metric: frame[metric].astype(float)}), metric)
     return frame.iloc[0]
 
 

@@ -330,3 +330,15 @@ def test_noise_column_max_reaches_the_robust_teacher_spec_and_key(method_config)
     assert "noise_column_max" not in exact.to_dict()  # keys of pools trained before the option stay
     assert exact.key("fp", TrainConfig()) != running.key("fp", TrainConfig())
     assert "running max" in running.describe()
+
+
+def test_teacher_key_keeps_earlier_pools_and_tells_new_settings_apart(method_config):
+    spec = teacher_specs(method_config("csrec-m"))[0]
+    key = lambda **kw: spec.key("fp", TrainConfig(**kw))  # noqa: E731
+    # Keys of pools trained before precision and batch_unit existed: exactly the old payload.
+    old_fields = {k: v for k, v in dataclasses.asdict(TrainConfig()).items()
+                  if k not in ("seed", "device", "progress", "precision", "batch_unit")}
+    from csrec.methods.teachers import _train_key_fields
+    assert _train_key_fields(TrainConfig()) == old_fields
+    assert key() == key(precision="fp32")
+    assert len({key(), key(precision="bf16"), key(batch_unit="targets")}) == 3
