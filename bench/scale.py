@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 import csrec  # noqa: E402
 from common import markdown_table, peak_rss_mib, write_result  # noqa: E402
+from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.data import SyntheticConfig  # noqa: E402
 from csrec.evaluation import evaluate  # noqa: E402
 from csrec.methods import SoftLabelLoss, build_store  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
           f"{data.n_train_targets * data.n_items * 2 / 2**30:,.0f} GiB)")
     student = build_backbone(args.backbone, data.n_items, data.max_len)
     started = time.perf_counter()
-    train_model(student, data, train, SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=args.precision))
+    train_model(student, data, train, SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature, precision=args.precision))
     stage("one CSRec student epoch (train + valid pass)", started)
     started = time.perf_counter()
     evaluate(student, data, "test", device=device)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_DATA_DIR, markdown_table, write_result  # noqa: E402
 
 import csrec  # noqa: E402
+from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.methods.losses import fused_student_loss  # noqa: E402
 from csrec.methods.run import SoftLabelLoss  # noqa: E402
 from csrec.methods.softlabels import build_store  # noqa: E402
@@ -111,7 +112,7 @@ def main() -> None:
             for m in [None, *counts]:
                 torch.manual_seed(0)
                 student = build_backbone(args.backbone, data.n_items, data.max_len)
-                loss = None if m is None else SoftLabelLoss(stores[m], beta=0.5, temperature=3.0, precision=precision)
+                loss = None if m is None else SoftLabelLoss(stores[m], beta=MethodConfig.beta, temperature=MethodConfig.temperature, precision=precision)
                 variants.append(("Base" if m is None else f"CSRec, m = {m}", precision, loss, student,
                                  torch.optim.Adam(student.parameters(), lr=1e-3)))
         per_round = {i: [] for i in range(len(variants))}

@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
 from common import DEFAULT_DATA_DIR, markdown_table, peak_rss_mib, random_eval_split, write_result  # noqa: E402
+from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.evaluation import evaluate, rank_answers  # noqa: E402
 from csrec.methods import build_store  # noqa: E402
 from csrec.methods.run import SoftLabelLoss  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> None:
                     torch.manual_seed(1)
                     teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
                     store = build_store(teachers, data, "factored", device=device)
-                    loss = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision)
+                    loss = SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature, precision=precision)
                     models[(precision, "student")] = (build_backbone(backbone, data.n_items, data.max_len), loss)
             seconds = {key: [] for key in models}
             for round_ in range(args.warmup + args.epochs):
