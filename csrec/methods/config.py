@@ -54,7 +54,7 @@ class MethodConfig:
     kl_direction: str = "code"  # "code": KL(r ‖ P_f) as the authors' code; "paper": KL(P_f ‖ r) as Eq. 20
     store: str = "factored"  # soft-label store: factored | dense | topk
     store_top_k: int = 100
-    store_precision: str = "auto"  # factored store's logit product: auto | float32 | bfloat16
+    store_precision: str = "auto"  # factored store's logit product: auto (follows TrainConfig.precision) | float32 | bfloat16
     teacher_seed: int = 1000  # teacher k of CSRec-M trains with seed teacher_seed + k
     subsample_seed: int = 2000  # teacher k of CSRec-D samples its subset with subsample_seed + k
     softrec_scale: float = 5.0  # SoftRec prior logits span [-scale, scale]
