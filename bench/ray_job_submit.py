@@ -31,8 +31,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,62 +39,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, markdown_table, write_result  # noqa: E402
+from csrec.sweep.runtime import LocalCluster, free_port  # noqa: E402
 
-OBJECT_STORE_BYTES = 300 * 1024 * 1024  # per node: two nodes on one box would each size theirs for the whole host
+OBJECT_STORE_MIB = 300  # per node: two nodes on one box would each size theirs for the whole host
 SUBMISSION_ID = "csrec-smoke"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def processes_naming(marker: str) -> list[int]:
-    """Pids of processes whose command line names ``marker`` (the cluster's own temp dir)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
-class Cluster:
-    """A head and one more node, both ``ray start --block`` children of this process."""
+class Cluster(LocalCluster):
+    """A head with the job server and one more node, both ``ray start --block`` children of this process."""
 
     def __init__(self, cpus_per_node: int):
-        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
-
-        self.cpus = cpus_per_node
-        self.temp_dir = tempfile.mkdtemp(prefix="csrecjob", dir="/tmp")  # short: Ray's socket paths are length-limited
+        super().__init__(n_nodes=2, total_cpus=2 * cpus_per_node, object_store_mib=OBJECT_STORE_MIB)
         # The second node gets a temp dir of its own, as a node on another machine has: sharing the
         # head's, its runtime-env agent unpacks the job's working dir again over the head's copy,
         # which deletes the directory the job's driver runs in (Tune then fails in os.getcwd()).
         self.node_temp_dir = tempfile.mkdtemp(prefix="csrecjob", dir="/tmp")
-        self.port = free_port()
+        self.temp_dirs.append(self.node_temp_dir)
         self.dashboard_port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self.job_address = f"http://127.0.0.1:{self.dashboard_port}"
-        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=generate_new_authentication_token(),
-                        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.env.pop("RAY_ADDRESS", None)
-        self.procs: list[subprocess.Popen] = []
         self.commands: list[str] = []
-        self.log = open(Path(self.temp_dir) / "nodes.log", "w")
+        self.log_path = Path(self.temp_dir) / "nodes.log"
 
     def _node_ports(self) -> list[str]:
         """Ports a second node on the same host would otherwise take from the first."""
         return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
 
-    def _start_node(self, args: list[str]) -> None:
-        command = ["ray", "start", *args, f"--num-cpus={self.cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
+    def _start_node(self, args: list[str], cpus: int) -> None:
+        command = ["ray", "start", *args, f"--num-cpus={cpus}", f"--object-store-memory={self.object_store}",
                    "--disable-usage-stats", "--block", *self._node_ports()]
         self.commands.append(" ".join(shlex.quote(a) for a in command))
         self.procs.append(subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -115,40 +85,19 @@ class Cluster:
             dead = [p for p in self.procs if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 self.log.flush()
-                tail = (Path(self.temp_dir) / "nodes.log").read_text()[-3000:]
-                raise RuntimeError(f"the cluster did not reach {nodes} node(s):\n{tail}")
+                raise RuntimeError(f"the cluster did not reach {nodes} node(s):\n{self.log_path.read_text()[-3000:]}")
             time.sleep(1)
 
-    def start(self, timeout_s: float = 180) -> None:
+    def start(self, timeout_s: float = 180) -> "Cluster":
+        """Start the head (with the dashboard, which serves the job API), then the second node; wait for both."""
+        self.log = open(self.log_path, "w")
         self._start_node(["--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", "--include-dashboard=true",
                           "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                          f"--ray-client-server-port={free_port()}"])
+                          f"--ray-client-server-port={free_port()}"], self.cpus[0])
         self.wait_for(1, timeout_s)
-        self._start_node([f"--address={self.address}", f"--temp-dir={self.node_temp_dir}"])
+        self._start_node([f"--address={self.address}", f"--temp-dir={self.node_temp_dir}"], self.cpus[1])
         self.wait_for(2, timeout_s)
-
-    def stop(self) -> list[int]:
-        """Stop this cluster's processes (the second node first); returns the pids left over."""
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        time.sleep(1)
-        for pid in self.leftover():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-        self.log.close()
-        return self.leftover()
-
-    def leftover(self) -> list[int]:
-        return sorted(set(processes_naming(self.temp_dir)) | set(processes_naming(self.node_temp_dir)))
+        return self
 
 
 def job_status(cluster: Cluster) -> str:

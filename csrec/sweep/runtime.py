@@ -165,13 +165,13 @@ class Clock:
 
 
 # --- a real multi-node cluster on one machine (tests and bench/sweep_efficiency.py) ------------------
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _processes_naming(marker: str) -> list[int]:
+def processes_naming(marker: str) -> list[int]:
     """Pids of processes whose command line names ``marker`` (a cluster's own temp dir)."""
     out = []
     for entry in Path("/proc").iterdir():
@@ -205,7 +205,8 @@ class LocalCluster:
         self.object_store = object_store_mib * 1024 * 1024
         self.start_timeout_s = start_timeout_s
         self.temp_dir = tempfile.mkdtemp(prefix="csrecrc", dir="/tmp")  # short: Ray's socket paths are length-limited
-        self.port = _free_port()
+        self.temp_dirs = [self.temp_dir]  # every temp dir a node of this cluster uses (stop() ends their processes)
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=generate_new_authentication_token(),
                         OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -245,7 +246,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
         time.sleep(1)
-        for pid in _processes_naming(self.temp_dir):  # anything of this cluster still alive: end it, by pid
+        for pid in self.leftover():  # anything of this cluster still alive: end it, by pid
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -253,4 +254,8 @@ class LocalCluster:
         time.sleep(0.5)
         if self.log is not None:
             self.log.close()
-        return _processes_naming(self.temp_dir)
+        return self.leftover()
+
+    def leftover(self) -> list[int]:
+        """Pids of processes that name one of this cluster's temp dirs."""
+        return sorted({pid for marker in self.temp_dirs for pid in processes_naming(marker)})

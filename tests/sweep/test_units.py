@@ -94,19 +94,11 @@ def test_select_best_breaks_ties_by_configuration_not_row_order():
     assert select_best(rows[rows["status"] == "stopped"]) is None
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_check_address_names_the_address_and_the_remedy():
     from csrec.errors import CSRecError
-    from csrec.sweep.runtime import ClusterUnreachable, check_address
+    from csrec.sweep.runtime import ClusterUnreachable, check_address, free_port
 
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ClusterUnreachable) as info:
         check_address(f"127.0.0.1:{port}")
     message = str(info.value)
@@ -130,7 +122,9 @@ def _grid_py(args, tmp_path, timeout=60):
 def test_grid_py_with_no_cluster_at_address_fails_fast(tmp_path):
     import time
 
-    port = _free_port()
+    from csrec.sweep.runtime import free_port
+
+    port = free_port()
     started = time.monotonic()
     done = _grid_py(["--smoke", "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "run")],
                     tmp_path, timeout=30)
