@@ -29,7 +29,8 @@ from csrec.data.readers import FORMATS, utf8_text
 from csrec.errors import CSRecError, DataError
 from csrec.methods import METHODS, MethodConfig
 from csrec.experiment.protocol import PROTOCOLS
-from csrec.methods.config import ENSEMBLES, NOISE_COLUMN_MAX, STORE_MODES
+from csrec.methods.config import ENSEMBLES, NOISE_COLUMN_MAX, STORE_MODES, STORE_PRECISIONS
+from csrec.methods.losses import KL_DIRECTIONS
 from csrec.metrics import summarize
 from csrec.models import backbone_names
 from csrec.training import BATCH_UNITS, TRAIN_PRECISIONS, TrainConfig
@@ -104,8 +105,7 @@ FIELD_HELP = {
     "softrec_scale": "SoftRec: the popularity prior's logits span [-scale, scale]",
 }
 
-# Flags with a fixed set of values.  kl_direction and store_precision have no constant in
-# csrec.methods.config to import; tests check that each value here passes its validate().
+# Flags with a fixed set of values (tests check that each value here passes its validate()).
 FIELD_CHOICES = {
     "format": FORMATS,
     "windowing": WINDOWINGS,
@@ -114,9 +114,9 @@ FIELD_CHOICES = {
     "batch_unit": BATCH_UNITS,
     "noise_column_max": NOISE_COLUMN_MAX,
     "ensemble": ENSEMBLES,
-    "kl_direction": ("code", "paper"),
+    "kl_direction": KL_DIRECTIONS,
     "store": STORE_MODES,
-    "store_precision": ("auto", "float32", "bfloat16"),
+    "store_precision": STORE_PRECISIONS,
 }
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")

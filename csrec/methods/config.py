@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from csrec.data.dataset import DataConfig
 from csrec.errors import ConfigError
+from csrec.methods.losses import KL_DIRECTIONS
 from csrec.models.base import BackboneConfig, make_backbone_config
 from csrec.training import TrainConfig
 
@@ -19,6 +20,7 @@ METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
 ENSEMBLES = ("logits", "probs")
 STORE_MODES = ("factored", "dense", "topk")
 NOISE_COLUMN_MAX = ("exact", "running")
+STORE_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 # The paper's symbols for the hyperparameters a method has (tables, figures, reports).
@@ -83,12 +85,12 @@ class MethodConfig:
             self.ensemble_weights = weights
         if self.noise_column_max not in NOISE_COLUMN_MAX:
             raise ConfigError(f"unknown noise_column_max {self.noise_column_max!r}; valid: {', '.join(NOISE_COLUMN_MAX)}")
-        if self.kl_direction not in ("code", "paper"):
-            raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: code, paper")
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise ConfigError(f"unknown kl_direction {self.kl_direction!r}; valid: {', '.join(KL_DIRECTIONS)}")
         if self.store not in STORE_MODES:
             raise ConfigError(f"unknown store {self.store!r}; valid: {', '.join(STORE_MODES)}")
-        if self.store_precision not in ("auto", "float32", "bfloat16"):
-            raise ConfigError(f"unknown store_precision {self.store_precision!r}; valid: auto, float32, bfloat16")
+        if self.store_precision not in STORE_PRECISIONS:
+            raise ConfigError(f"unknown store_precision {self.store_precision!r}; valid: {', '.join(STORE_PRECISIONS)}")
         if self.store_top_k < 1:
             raise ConfigError(f"store_top_k must be at least 1, got {self.store_top_k}")
 
