@@ -96,15 +96,15 @@ def save(
     """Write ``model`` (its current weights: ``train_model`` leaves the best epoch's) to ``path``.
 
     ``data`` is the prepared data it was trained on and ``data_config`` the config that prepared
-    it; the raw item id of each column is recovered from the source with the same reading,
-    filtering and remapping steps as the data layer (see :func:`catalogue_item_ids`).
+    it; the raw item id of each column comes from ``data.item_ids`` (recovered from the source with
+    the data layer's steps, :func:`catalogue_item_ids`, only for data built by hand).
     """
     if model.n_items != data.n_items:
         raise ConfigError(f"the model scores {model.n_items:,} items but the data has {data.n_items:,}")
     data_config.validate()
     if _fingerprint(data_config, data_config.source_path()) != data.fingerprint:
         raise ConfigError("data_config did not prepare this data (the fingerprints differ): pass the config the data was prepared with")
-    item_ids = catalogue_item_ids(data_config)
+    item_ids = data.item_ids if data.item_ids is not None else catalogue_item_ids(data_config)
     if len(item_ids) != data.n_items:  # the data layer's steps and catalogue_item_ids' copy of them disagree
         raise ConfigError(f"data_config yields a catalogue of {len(item_ids):,} items but the data has {data.n_items:,}")
     identity = _identity(data, item_ids)

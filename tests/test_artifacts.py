@@ -213,6 +213,11 @@ def test_catalogue_maps_columns_back_to_the_files_item_ids(tmp_path):
     item_ids = artifacts.catalogue_item_ids(config)
     got = [item_ids[data.items[lo:hi] - 1].tolist() for lo, hi in zip(data.offsets[:-1], data.offsets[1:])]
     assert got == [frame.item_id[frame.user_id == u].tolist() for u in (30, 10, 20)]
+    # The prepared data carries the same table, fresh and read back from the cache alike.
+    assert data.item_ids.tolist() == item_ids.tolist()
+    cached = dataclasses.replace(config, use_cache=True, cache_dir=str(tmp_path / "cache"))
+    load_dataset(cached)
+    assert load_dataset(cached).item_ids.tolist() == item_ids.tolist()
 
 
 # --- the file -------------------------------------------------------------------------------------

@@ -128,6 +128,9 @@ class SequenceData:
     fingerprint: str
     windowing: str
     n_source_users: int
+    # int64 [n_items]: the source file's id of each item column (column j is item j + 1); None only
+    # for data built by hand rather than by load_dataset.
+    item_ids: np.ndarray | None = None
 
     # --- sizes ----------------------------------------------------------------------------
     @property
@@ -291,7 +294,7 @@ def _build(config: DataConfig, source: Path | None, fingerprint: str) -> Sequenc
         frame = read_interactions(source, config.format)
         label = str(source)
     frame = k_core(frame, config.min_user_interactions, config.min_item_interactions, label)
-    frame, _ = order_and_remap(frame)
+    frame, originals = order_and_remap(frame)
     if "rating" in frame:
         ratings = frame["rating"].to_numpy()
         binary = np.isin(ratings, (0.0, 1.0)).all()
@@ -322,6 +325,7 @@ def _build(config: DataConfig, source: Path | None, fingerprint: str) -> Sequenc
         fingerprint=fingerprint,
         windowing=config.windowing,
         n_source_users=len(user_lengths),
+        item_ids=np.asarray(originals[1:], dtype=np.int64),
     )
     data._window_starts = win_start.astype(np.int64)
     return data
@@ -365,7 +369,7 @@ def _write_cache(path: Path, data: SequenceData) -> None:
         columns["true_items"] = pa.ListArray.from_arrays(offsets, pa.array(data.true_items))
     meta = {
         "name": data.name, "n_items": data.n_items, "max_len": data.max_len, "fingerprint": data.fingerprint,
-        "windowing": data.windowing, "n_source_users": data.n_source_users,
+        "windowing": data.windowing, "n_source_users": data.n_source_users, "item_ids": data.item_ids.tolist(),
     }
     table = pa.table(columns).replace_schema_metadata({"csrec": json.dumps(meta)})
     with atomic_path(path) as tmp:  # readers never see a half-written cache
@@ -393,6 +397,7 @@ def _read_cache(path: Path, config: DataConfig, fingerprint: str) -> SequenceDat
         fingerprint=fingerprint,
         windowing=meta["windowing"],
         n_source_users=meta["n_source_users"],
+        item_ids=np.asarray(meta["item_ids"], dtype=np.int64),  # a cache written before item_ids: KeyError, rebuilt
     )
     data._window_starts = table.column("window_start").to_numpy().astype(np.int64)
     return data
