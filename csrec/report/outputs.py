@@ -28,6 +28,8 @@ from csrec.report.stats import ALPHA, significance_marks
 
 #: The model file of a trial's best-epoch student in its trial directory (``csrec.artifacts`` format).
 TRIAL_MODEL_FILE = "student.model.pt"
+#: ``best/<dataset>__<backbone>__<method>.trial.json``: a copy of the best trial's ``trial_result.json``.
+BEST_TRIAL_SUFFIX = ".trial.json"
 KEY = ["dataset", "backbone", "method", "ablation"]
 FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "status", "error", "is_best"]
 COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
@@ -125,19 +127,36 @@ def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _best_vectors(run_dir: Path, main: pd.DataFrame) -> dict[tuple, dict]:
     """(dataset, backbone, method) → per-sequence test vectors of the cell's best trial; also
-    copied to ``best/<dataset>__<backbone>__<method>.npz``."""
+    copied to ``best/<dataset>__<backbone>__<method>.npz``, with the trial's ``trial_result.json`` as
+    ``best/<...>.trial.json`` (its configuration and teachers' metrics).  A cell whose trial
+    directory is gone (a run directory moved from another machine) keeps the copies it has."""
     (run_dir / "best").mkdir(parents=True, exist_ok=True)
     best: dict[tuple, dict] = {}
     if not len(main):
         return best
     for row in main[main["is_best"].fillna(False).astype(bool)].itertuples():
+        stem = run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}"
         vectors = load_best_vectors(row.trial_path)
         if vectors is None:
+            vectors = _read_vectors(stem.with_suffix(".npz"))
+            if vectors is not None:
+                best[(row.dataset, row.backbone, row.method)] = vectors
             continue
         best[(row.dataset, row.backbone, row.method)] = vectors
-        with atomic_path(run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}.npz") as tmp:
+        with atomic_path(stem.with_suffix(".npz")) as tmp:
             np.savez_compressed(tmp, **vectors)
+        result = Path(row.trial_path) / "trial_result.json"
+        if result.is_file():
+            with atomic_path(stem.with_suffix(BEST_TRIAL_SUFFIX)) as tmp:
+                shutil.copyfile(result, tmp)
     return best
+
+
+def _read_vectors(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as payload:
+        return {key: payload[key] for key in payload.files}
 
 
 def best_model_path(run_dir: str | Path, dataset: str, backbone: str, method: str) -> Path:
@@ -213,7 +232,7 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
         columns = [c for c in COLUMNS if ratings or not c[2]]
         lines += ["", f"## {dataset}", ""]
         header = ["backbone", "method", *[c[1] for c in columns], "best config (validation)",
-                  "trials completed / run (the rest stopped early by ASHA or failed)"]
+                  "trials completed / run (the rest stopped early or failed)"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for backbone in sorted(sub["backbone"].unique()):

@@ -45,6 +45,7 @@ from csrec.methods.config import METHODS as METHOD_ORDER
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.search.config import GridConfig
 from csrec.search.space import PARAMS
+from csrec.report.outputs import BEST_TRIAL_SUFFIX
 METHOD_LABELS = {"base": "Base", "softrec": "SoftRec", "csrec-m": "CSRec-M", "csrec-d": "CSRec-D", "csrec-t": "CSRec-T"}
 BACKBONE_ORDER = ("gru4rec", "nextitnet", "narm", "sasrec", "bert4rec", "srgnn", "dreamrec", "cl4srec")
 BACKBONE_LABELS = {
@@ -155,8 +156,21 @@ class Run:
         key = (str(trial_path), str(run_dir))
         if key not in self._payloads:
             directory = self.resolve_trial_path(trial_path, run_dir)
-            self._payloads[key] = None if directory is None else _read_json(directory / "trial_result.json")
+            self._payloads[key] = (_read_json(directory / "trial_result.json") if directory is not None
+                                   else self._best_copy(trial_path, run_dir))
         return self._payloads[key]
+
+    def _best_copy(self, trial_path, run_dir=None) -> dict | None:
+        """A best trial's ``best/<cell>.trial.json`` (grid.py's copy), for a run directory whose
+        trial directories are gone (moved, or kept compact: results.parquet, summary.json, best/)."""
+        rows = self.results[(self.results["trial_path"].astype(str) == str(trial_path))
+                            & self.results["is_best"].fillna(False).astype(bool)] if "is_best" in self.results else []
+        for row in (rows.to_dict("records") if len(rows) else []):
+            base = Path(row.get("run_dir") or run_dir or self.path)
+            found = _read_json(base / "best" / f"{row['dataset']}__{row['backbone']}__{row['method']}{BEST_TRIAL_SUFFIX}")
+            if found is not None:
+                return found
+        return None
 
     def _fill_params(self) -> None:
         frame = self.results

@@ -68,7 +68,25 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
                                         sweep=teacher_label(run_dir, prebuild, shared_pool), storage_path=run_dir)
 
     outcome = GridResult(expected=len(cells))
+    kept = _finished_elsewhere(run_dir, cells) if config.resume or config.resume_or_start else set()
+
+    def write_outputs() -> None:
+        # After every cell, so a killed run keeps each finished cell's compact results (results.parquet,
+        # best/, summary.json), which are all a run directory moved to another machine needs.
+        trained = trained_by_run(read_teacher_records(pool_dir), run_dir, shared_pool)
+        outcome.paths = write_run_outputs(run_dir, outcome.cells, {
+            "argv": config.argv, "command": config.command, "wall_s": time.perf_counter() - started,
+            "trials": sum(r.trials_run for r in outcome.cells), "teachers_trained": len(trained),
+            "teacher_pool": pool_dir, "failed_cells": outcome.failures,
+            "teacher_launch_overhead_s": None if teacher_report is None else teacher_report.launch_overheads,
+        })
+
     for i, cell in enumerate(cells, 1):
+        if (cell.dataset, cell.backbone, cell.method, cell.ablation) in kept:
+            log(f"[grid] cell {i}/{len(cells)}: {cell.label}: finished in an earlier invocation "
+                f"(its Tune experiment is not here; results.parquet and best/ keep it)", flush=True)
+            outcome.expected -= 1
+            continue
         log(f"[grid] cell {i}/{len(cells)}: {cell.label}", flush=True)
         try:
             result = tune(cell)
@@ -79,25 +97,38 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
                                      "error": f"{type(exc).__name__}: {exc}"})
             continue
         outcome.cells.append(result)  # (tune printed its summary)
+        write_outputs()
         if not result.complete and (result.trials["status"] == "interrupted").any():
             log("[grid] the sweep was interrupted; rerun with --resume to continue", flush=True)
             break
 
+    write_outputs()
     wall = time.perf_counter() - started
-    # A shared pool holds other runs' teachers too: count the ones this run trained.
     trained = trained_by_run(read_teacher_records(pool_dir), run_dir, shared_pool)
     n_trials = sum(r.trials_run for r in outcome.cells)
-    outcome.paths = write_run_outputs(run_dir, outcome.cells, {
-        "argv": config.argv, "command": config.command, "wall_s": wall, "trials": n_trials,
-        "teachers_trained": len(trained), "teacher_pool": pool_dir, "failed_cells": outcome.failures,
-        "teacher_launch_overhead_s": None if teacher_report is None else teacher_report.launch_overheads,
-    })
     log("\n" + outcome.paths["table"].read_text().rstrip() + "\n", flush=True)
     log(f"[grid] {'done' if outcome.complete else 'INCOMPLETE'}: {n_trials} trials in {len(outcome.cells)}/"
-        f"{len(cells)} cells, {len(trained)} teachers in the pool, {wall:.1f}s wall", flush=True)
+        f"{outcome.expected} cells{f' (+{len(kept)} kept from earlier invocations)' if kept else ''}, "
+        f"{len(trained)} teachers in the pool, {wall:.1f}s wall", flush=True)
     log(f"[grid] wrote {outcome.paths['results']}, {outcome.paths['table']}, {run_dir / 'best'} "
-        f"(per cell: the best trial's ranks .npz and model .model.pt)", flush=True)
+        f"(per cell: the best trial's ranks .npz, result .trial.json and model .model.pt)", flush=True)
     return outcome
+
+
+def _finished_elsewhere(run_dir: Path, cells: list[SweepConfig]) -> set[tuple]:
+    """The cells that summary.json records as complete but whose Tune experiment is not in ``run_dir``:
+    a run directory copied (compact: results.parquet, summary.json, run.json, best/) from another
+    machine.  Their rows are kept as they are; rerunning them would only repeat the same work."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return set()
+    recorded = {(c.get("dataset"), c.get("backbone"), c.get("method"), c.get("ablation"))
+                for c in [*summary.get("cells", []), *summary.get("ablations", [])] if c.get("complete")}
+    return {key for cell in cells
+            if (key := (cell.dataset, cell.backbone, cell.method, cell.ablation)) in recorded
+            and not (run_dir / cell.experiment_name).is_dir()}
 
 
 def _prepare(run_dir: Path, config: GridConfig, log=print) -> None:

@@ -113,3 +113,42 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session, tm
         assert any(abs(p["beta"] - row["config/beta"]) < 1e-12 for p in asked)
     # Teachers were reused across the kill: the pool holds exactly the union of what trials needed.
     assert len(list(run_dir.glob("teachers/teacher-*.pt"))) == int(results["config/num_teachers"].max())
+
+
+def test_compact_copy_of_a_run_resumes_as_finished_on_another_machine(ray_session, tmp_path, grid_main, capsys):
+    """What a user commits of a long run (results.parquet, summary.json, run.json, table.md and best/
+    without model weights) is enough to continue it elsewhere: ``--resume`` on the copy keeps its
+    finished cells without rerunning them, and the report reads the teachers from best/*.trial.json."""
+    import shutil
+
+    from csrec.report.tables import teacher_table
+
+    argv = ["--smoke", "--backbones", "gru4rec", "--methods", "base,csrec-m", "--num-samples", "1",
+            "--epochs", "2", "--max-concurrent", "1", "--address", ray_session]
+    original = tmp_path / "original"
+    assert grid_main(argv + ["--storage-path", str(original)]) == 0
+    copy = tmp_path / "copy"
+    (copy / "best").mkdir(parents=True)
+    for name in ("results.parquet", "summary.json", "run.json", "table.md"):
+        shutil.copyfile(original / name, copy / name)
+    for path in (original / "best").iterdir():
+        if not path.name.endswith(".model.pt"):
+            shutil.copyfile(path, copy / "best" / path.name)
+    assert sorted(p.name for p in (copy / "best").iterdir()) == [
+        "synthetic__gru4rec__base.npz", "synthetic__gru4rec__base.trial.json",
+        "synthetic__gru4rec__csrec-m.npz", "synthetic__gru4rec__csrec-m.trial.json"]
+    shutil.rmtree(original)  # the trial directories and the teacher pool are gone with the machine
+
+    capsys.readouterr()
+    assert grid_main(argv + ["--storage-path", str(copy), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished in an earlier invocation") == 2 and "trials in 0/0 cells (+2 kept" in out
+    assert not any(p.is_dir() and p.name.startswith("synthetic-") for p in copy.iterdir()), "a cell was rerun"
+    reference = tmp_path / "reference"
+    assert grid_main(argv + ["--storage-path", str(reference)]) == 0
+    assert _tables(copy) == _tables(reference)
+    run = Run.load(copy)
+    teachers = run.teacher_infos("synthetic", "gru4rec", "csrec-m")
+    m = int(run.best_row("synthetic", "gru4rec", "csrec-m")["param/num_teachers"])
+    assert len(teachers) == m and all("recall@10" in t["test"] for t in teachers)
+    assert teacher_table(run).markdown() == teacher_table(Run.load(reference)).markdown()
