@@ -20,7 +20,7 @@ from csrec.errors import ConfigError
 from csrec.methods.config import METHODS
 from csrec.models import backbone_names
 from csrec.search.space import (
-    ABLATIONS, PARAMS, SEARCHES, ablation_experiment, check_grid, expected_trials, grid_size, parse_ablations,
+    ABLATIONS, BATCH_SIZE, PARAMS, SCHEDULES, SEARCHES, ablation_experiment, check_grid, expected_trials, grid_size, parse_ablations,
 )
 
 #: ``sweeps/grid.py --smoke``: tiny synthetic data, two backbones, 2 Optuna trials of 2 epochs.
@@ -86,6 +86,9 @@ class SweepConfig:
     none), False refuses an existing one, "auto" restores when it exists.  ``prebuild``: train the
     teachers known before the trials start ("auto": the paper grid's and explicit grids').
     ``verbose``: what Ray Tune prints besides the sweep's own lines (:data:`VERBOSITY`).
+    ``schedule``: ``"sync"`` (default) suggests and early-stops trials in batches of ``batch_size``
+    with no decision that depends on timing, so the same config gives the same trials at any
+    concurrency; ``"async"`` is Ray Tune's ASHA (see :mod:`csrec.sweep.schedule`).
     """
 
     dataset: str = "synthetic"
@@ -93,6 +96,8 @@ class SweepConfig:
     method: str = "csrec-m"
     search: str = "optuna"
     num_samples: int = 12
+    schedule: str = "sync"
+    batch_size: int = BATCH_SIZE
     storage_path: str = "runs/sweep"
     epochs: int | None = None
     seed: int | None = None
@@ -122,6 +127,7 @@ class SweepConfig:
             raise ValueError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        _check_schedule(self.schedule, self.batch_size)
 
     @property
     def fixed(self) -> tuple[str, ...]:
@@ -168,6 +174,8 @@ class GridConfig:
     methods: tuple[str, ...] | None = None
     search: str = "optuna"
     num_samples: int = 12
+    schedule: str = "sync"
+    batch_size: int = BATCH_SIZE
     ablations: tuple[str, ...] = ()
     storage_path: str = "runs/sweep"
     teacher_pool: str | None = None
@@ -195,6 +203,7 @@ class GridConfig:
             raise ConfigError(f"unknown verbosity {self.verbose!r}; valid: {', '.join(map(str, VERBOSITY))}")
         if self.search not in SEARCHES:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
+        _check_schedule(self.schedule, self.batch_size)
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -237,7 +246,8 @@ class GridConfig:
         )
         if ablation is None:
             return SweepConfig(search=self.search, num_samples=self.num_samples, grace_period=self.grace_period,
-                               overrides=dict(self.overrides), **common)
+                               schedule=self.schedule, batch_size=self.batch_size, overrides=dict(self.overrides),
+                               **common)
         spec = ABLATIONS[ablation]  # a controlled grid: no early stopping, every point must reach its test report
         return SweepConfig(grid=spec.grid(method), ablation=ablation, asha=False,
                            overrides={**spec.fixed(method), **self.overrides}, **common)
@@ -290,12 +300,20 @@ class GridConfig:
             backbones=_names(args.backbones, smoke.get("backbones"), backbone_names(), "backbone"),
             methods=None if args.methods == "all" else _names(args.methods, None, METHODS, "method"),
             search=args.search, num_samples=args.num_samples or smoke.get("num_samples", cls.num_samples),
+            schedule=args.schedule, batch_size=args.batch_size,
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
             teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
             overrides=overrides, resources=resources, max_failures=args.max_failures, address=args.address,
             num_cpus=args.num_cpus, verbose=args.verbose, argv=argv,
         )
+
+
+def _check_schedule(schedule: str, batch_size: int) -> None:
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size must be a whole number of trials, at least 1, got {batch_size!r}")
 
 
 def _names(value: str | None, smoke, every, what: str) -> tuple[str, ...]:
@@ -327,6 +345,12 @@ def grid_parser() -> argparse.ArgumentParser:
     parser.add_argument("--search", default="optuna", choices=SEARCHES,
                         help="optuna: TPE over the ranges of csrec.search.RANGES (--num-samples trials per cell); "
                              "paper-grid: the paper's α/β/T grid (default: optuna)")
+    parser.add_argument("--schedule", default="sync", choices=SCHEDULES,
+                        help="sync: trials in batches, early stopping against earlier batches only, so the same "
+                             "command gives the same table at any concurrency; async: Ray Tune's ASHA, faster on "
+                             "many cores but timing-dependent (default: sync)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"--schedule sync: trials suggested and run per batch (default {BATCH_SIZE})")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the run in --storage-path (an error if there is none)")

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from csrec.methods.config import MethodConfig, method_hyperparameters
 
 SEARCHES = ("optuna", "paper-grid")
+#: How a cell's trials are suggested and stopped (see csrec.sweep.schedule): ``sync`` takes no
+#: decision that depends on timing or concurrency; ``async`` is Ray Tune's asynchronous ASHA.
+SCHEDULES = ("sync", "async")
+#: Trials per batch under ``sync`` (the first batch of 4 is also TPE's random start-up for 12 trials).
+BATCH_SIZE = 4
 SUBSAMPLES = (0.5, 0.6, 0.7, 0.8, 0.9)
 TEACHER_COUNTS = (1, 2, 3, 4)
 RANGES = {"beta": (0.25, 0.75), "temperature": (1.0, 9.0), "alpha": (0.25, 0.75)}

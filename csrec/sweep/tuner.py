@@ -62,7 +62,7 @@ import pandas as pd
 import ray
 import torch
 from ray import tune as ray_tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
 
 from csrec import artifacts
 from csrec.atomic import write_atomic
@@ -77,13 +77,14 @@ from csrec.search.space import (
     PAPER_GRID, ablation_cell, discrete_points, grid_points, grid_product, method_params, optuna_space,
 )
 from csrec.sweep.runtime import Clock, init_ray, resolve_resources
+from csrec.sweep.schedule import (
+    ASHA_STATE_FILE, SYNC_STATE_FILE, BatchRungStopper, GridPoints, ResumableASHA, batched,
+)
 from csrec.sweep.stores import make_registry, prebuild_stores
 from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
 from csrec.sweep.trial import METRIC, MODE, SweepContext, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
-#: ASHA's rungs and decisions, kept across restores (see the module docstring).
-ASHA_STATE_FILE = "csrec_asha_state.json"
 
 
 @dataclass
@@ -206,7 +207,7 @@ class _TrialLines(ray_tune.Callback):
         epochs = result.get("epochs_run") if final else result.get("epoch")
         value = result.get(METRIC)
         metric = "–" if value is None else f"{value:.4f}"
-        what = "done   " if final else "stopped early by ASHA"
+        what = "done   " if final else "stopped early"
         self._print(trial, f"{what}  valid NDCG@10 {metric} (best epoch {result.get('best_epoch', '–')}), "
                            f"{epochs if epochs is not None else '–'}/{self.epochs} epochs, "
                            f"{result.get('time_total_s', 0.0):.1f}s")
@@ -224,68 +225,6 @@ def _error_line(trial) -> str:
         return "see the trial's error.txt"
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:200]
-
-
-class ResumableASHA(ASHAScheduler):
-    """ASHA whose rungs and decisions survive ``Tuner.restore``, kept in ``state_path`` (JSON).
-
-    A decision already taken for (trial, iteration) is replayed as it was; the others are taken
-    from the recorded rungs.  With trials run one at a time, the restored sweep then stops exactly
-    the trials the uninterrupted one stops; with concurrent trials ASHA depends on which result
-    arrives first, resumed or not.
-    """
-
-    def __init__(self, state_path: str, **kwargs):
-        super().__init__(**kwargs)
-        self.state_path = state_path
-        self._decisions: dict[str, str] = {}
-        self._loaded = False
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_loaded"] = False  # a restored copy reads the state file, which is newer than any pickle
-        return state
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        path = Path(self.state_path)
-        if not path.is_file():
-            return
-        state = json.loads(path.read_text())
-        self._decisions = dict(state["decisions"])
-        for bracket, rungs in zip(self._brackets, state["rungs"]):
-            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
-
-    def _save(self) -> None:
-        rungs = [[[milestone, recorded] for milestone, recorded in bracket._rungs] for bracket in self._brackets]
-        write_atomic(self.state_path, json.dumps({"decisions": self._decisions, "rungs": rungs}))
-
-    def _bracket_of(self, trial) -> None:
-        if trial.trial_id not in self._trial_info:  # a trial restored without on_trial_add
-            self._trial_info[trial.trial_id] = self._brackets[0]
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        self._load()
-        key = f"{trial.trial_id}@{result.get(self._time_attr)}"
-        if key in self._decisions:
-            return self._decisions[key]
-        self._bracket_of(trial)
-        action = super().on_trial_result(tune_controller, trial, result)
-        self._decisions[key] = action
-        self._save()
-        return action
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        self._load()
-        self._bracket_of(trial)
-        super().on_trial_complete(tune_controller, trial, result)
-        self._trial_info.pop(trial.trial_id, None)
-        self._save()
-
-    def on_trial_remove(self, tune_controller, trial) -> None:
-        self._trial_info.pop(trial.trial_id, None)
 
 
 def _trial_dirname(trial) -> str:
@@ -568,15 +507,17 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
             if not any(isinstance(c, CSVLoggerCallback) for c in callbacks):  # a run started before they were explicit
                 run_config.callbacks = callbacks + _loggers()
         return tuner
-    search_alg, param_space, num_samples = _search(config, base.train.seed)
+    search_alg, param_space, num_samples = _search(config, base.train.seed, resources.max_concurrent_trials)
     exp_path.mkdir(parents=True, exist_ok=True)
     return ray_tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
             metric=METRIC, mode=MODE, search_alg=search_alg,
-            scheduler=_scheduler(config, base.train.epochs, exp_path / ASHA_STATE_FILE),
-            num_samples=num_samples, max_concurrent_trials=resources.max_concurrent_trials,
+            scheduler=_scheduler(config, base.train.epochs, exp_path),
+            num_samples=num_samples,
+            # a batched searcher carries the concurrency limit itself (Ray refuses both)
+            max_concurrent_trials=None if isinstance(search_alg, Searcher) else resources.max_concurrent_trials,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=ray_tune.RunConfig(
@@ -595,28 +536,43 @@ def _cell_label(config: SweepConfig) -> str:
     return f"{config.dataset}/{config.backbone}/{config.method}" + (f"/{config.ablation}" if config.ablation else "")
 
 
-def _scheduler(config: SweepConfig, epochs: int, state_path: Path):
-    """ASHA on the validation metric (None for a controlled grid, or a single epoch)."""
+def _scheduler(config: SweepConfig, epochs: int, exp_path: Path):
+    """Early stopping on the validation metric (None for a controlled grid, or a single epoch):
+    :class:`BatchRungStopper` (``schedule="sync"``) or :class:`ResumableASHA` (``"async"``)."""
     if not config.asha or epochs <= 1:
         return None
+    grace = config.grace_period or max(1, epochs // 4)
+    if config.schedule == "sync":
+        return BatchRungStopper(str(exp_path / SYNC_STATE_FILE), batch_size=config.batch_size, grace_period=grace,
+                                max_t=epochs + 1, reduction_factor=3)  # + 1: the final test report
     return ResumableASHA(
-        str(state_path), time_attr="training_iteration", max_t=epochs + 1,  # + 1: the final test report
-        grace_period=config.grace_period or max(1, epochs // 4), reduction_factor=3,
+        str(exp_path / ASHA_STATE_FILE), time_attr="training_iteration", max_t=epochs + 1,
+        grace_period=grace, reduction_factor=3,
     )
 
 
-def _search(config: SweepConfig, seed: int) -> tuple[object, dict, int]:
-    """(search algorithm, param_space, num_samples) of the cell's search."""
+def _search(config: SweepConfig, seed: int, max_concurrent: int | None = None) -> tuple[object, dict, int]:
+    """(search algorithm, param_space, num_samples) of the cell's search.
+
+    ``schedule="sync"``: the searcher (Optuna, or the paper grid's points in a fixed order) suggests
+    batches of ``batch_size`` and learns a batch's results once all of them have finished (see
+    :mod:`csrec.sweep.schedule`).  An explicit grid without early stopping needs no batches: its
+    trials are independent of each other.
+    """
     if config.grid is not None:
         return None, {k: ray_tune.grid_search(list(v)) for k, v in config.grid.items()}, 1
     names = method_params(config.method, config.fixed)
+    if not names:
+        return None, {}, 1
     if config.search == "paper-grid":
+        if config.schedule == "sync":
+            points = grid_points(config.method, config.fixed)
+            searcher = GridPoints(points, metric=METRIC, mode=MODE)
+            return batched(searcher, config.batch_size, max_concurrent), {}, len(points)
         # a grid_search per parameter with several values, constants otherwise
         space = {n: ray_tune.grid_search(list(PAPER_GRID[n])) if len(PAPER_GRID[n]) > 1 else PAPER_GRID[n][0]
                  for n in names}
         return None, space, 1
-    if not names:
-        return None, {}, 1
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -625,6 +581,8 @@ def _search(config: SweepConfig, seed: int) -> tuple[object, dict, int]:
         space=optuna_space(config.method, config.fixed), metric=METRIC, mode=MODE,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, n_expected // 3))),
     )
+    if config.schedule == "sync":
+        search_alg = batched(search_alg, config.batch_size, max_concurrent)
     return search_alg, {}, n_expected
 
 
@@ -648,7 +606,7 @@ def _read_outcomes(exp_path: Path) -> dict[str, dict]:
 def trials_frame(grid, exp_path: Path, **labels) -> pd.DataFrame:
     """One row per trial: labels, ``config/<param>``, status, error, every last-reported metric.
 
-    status: ``completed`` (reached its final test report), ``stopped`` (early-stopped by ASHA),
+    status: ``completed`` (reached its final test report), ``stopped`` (stopped early by the schedule),
     ``error`` (kept failing after its retries), ``interrupted`` (the driver stopped first).
     """
     outcomes = _read_outcomes(Path(exp_path))

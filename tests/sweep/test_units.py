@@ -167,38 +167,3 @@ def test_prepare_checks_resume_against_the_run_directory(tmp_path):
     assert lines == []  # there is a run: both continue it, silently
     with pytest.raises(ConfigError, match="exists: pass --resume"):
         _prepare(tmp_path / "run", config())
-
-
-def test_asha_decisions_and_rungs_survive_a_restore(tmp_path):
-    """A restored ResumableASHA replays the decisions taken and decides the next from the same rungs,
-    as the uninterrupted scheduler does; Tune's own ASHA starts from empty rungs and decides otherwise."""
-    import pickle
-    from types import SimpleNamespace
-
-    from csrec.sweep.trial import METRIC
-    from csrec.sweep.tuner import ResumableASHA
-
-    def scheduler(name):
-        return ResumableASHA(str(tmp_path / name), time_attr="training_iteration", metric=METRIC, mode="max",
-                             max_t=4, grace_period=1, reduction_factor=3)
-
-    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(4)]
-    values = [0.5, 0.6, 0.1, 0.4]
-
-    def feed(asha, indices):
-        decisions = []
-        for i in indices:
-            asha.on_trial_add(None, trials[i])
-            decisions.append(asha.on_trial_result(None, trials[i], {"training_iteration": 1, METRIC: values[i]}))
-        return decisions
-
-    uninterrupted = feed(scheduler("a.json"), range(4))
-    assert uninterrupted == ["CONTINUE", "CONTINUE", "STOP", "STOP"]  # cutoff: the 67th percentile at rung 1
-
-    killed = scheduler("b.json")
-    pickled = pickle.dumps(killed)  # as the Tuner pickles it, before any trial ran
-    assert feed(killed, range(3)) == uninterrupted[:3]  # the driver dies here
-    restored = pickle.loads(pickled)
-    # t2 restarts from before its decision (the same decision again); t3 is decided on the same rungs.
-    assert feed(restored, [2, 3]) == uninterrupted[2:]
-    assert feed(scheduler("c.json"), [2, 3]) == ["CONTINUE", "CONTINUE"]  # without the kept rungs
