@@ -186,11 +186,25 @@ class _OutcomeLog(ray_tune.Callback):
 
 
 class _TrialLines(ray_tune.Callback):
-    """One line in the driver's output when a trial starts, ends, fails or is retried."""
+    """One line in the driver's output when a trial starts, ends, fails or is retried; and, for a
+    trial that runs long (real data), a progress line at most every ``every_s`` seconds."""
 
-    def __init__(self, cell: str, epochs: int):
+    def __init__(self, cell: str, epochs: int, every_s: float = 120.0):
         self.cell = cell
         self.epochs = epochs
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        now = time.monotonic()
+        last = self._last.setdefault(trial.trial_id, now)
+        if result.get("final") or now - last < self.every_s:
+            return
+        self._last[trial.trial_id] = now
+        value = result.get(METRIC)
+        self._print(trial, f"epoch {result.get('epoch', '–')}/{self.epochs}  valid NDCG@10 best so far "
+                           f"{'–' if value is None else f'{value:.4f}'} (epoch {result.get('best_epoch', '–')}), "
+                           f"{result.get('time_total_s', 0.0):.0f}s")
 
     def _print(self, trial, text: str) -> None:
         print(f"  {self.cell}  trial {trial.trial_id}  {text}", flush=True)

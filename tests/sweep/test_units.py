@@ -167,3 +167,22 @@ def test_prepare_checks_resume_against_the_run_directory(tmp_path):
     assert lines == []  # there is a run: both continue it, silently
     with pytest.raises(ConfigError, match="exists: pass --resume"):
         _prepare(tmp_path / "run", config())
+
+
+def test_a_long_trial_prints_progress_lines_at_most_every_interval(capsys):
+    from types import SimpleNamespace
+
+    from csrec.sweep.trial import METRIC
+    from csrec.sweep.tuner import _TrialLines
+
+    trial = SimpleNamespace(trial_id="t0", config={})
+    lines = _TrialLines("yelp/gru4rec/base", epochs=40, every_s=3600)
+    for epoch in (1, 2):
+        lines.on_trial_result(0, [], trial, {"epoch": epoch, METRIC: 0.0312, "best_epoch": epoch, "final": False})
+    assert capsys.readouterr().out == ""  # within the interval: quiet
+    lines.every_s = 0
+    lines.on_trial_result(0, [], trial, {"epoch": 3, METRIC: 0.0351, "best_epoch": 3, "final": False,
+                                         "time_total_s": 95.2})
+    lines.on_trial_result(0, [], trial, {"epoch": 4, METRIC: 0.0351, "best_epoch": 3, "final": True})
+    assert capsys.readouterr().out == ("  yelp/gru4rec/base  trial t0  epoch 3/40  valid NDCG@10 best so far 0.0351 "
+                                       "(epoch 3), 95s\n")
