@@ -161,11 +161,13 @@ def write_table(args: argparse.Namespace) -> None:
                 backbone, method, len(runs), fmt(recall), fmt(ndcg),
                 "" if paper is None else paper[0], "" if paper is None else paper[1],
                 "; ".join(f"{t['test']['recall@10'] * 100:.2f}" for t in teachers),
+                "" if not runs[0].get("ensemble") else f"{runs[0]['ensemble']['recall@10'] * 100:.2f}",
                 f"{np.mean([r['timings']['train_epoch_s'] for r in runs]):.1f}",
                 f"{np.mean([r['timings']['total_s'] for r in runs]):.0f}",
             ])
     body = markdown_table(["backbone", "method", "seeds", "Recall@10 %", "NDCG@10 %", "paper Recall@10",
-                           "paper NDCG@10", "teachers' own test Recall@10 %", "student s per train epoch",
+                           "paper NDCG@10", "teachers' own test Recall@10 %",
+                           "teachers' ensemble test Recall@10 %", "student s per train epoch",
                            "wall s per run (teachers trained in it incl.)"], rows)
     variant = "".join(f", {k} = {v}" for k, v in args.model.items())
     train = args.resolved

@@ -42,6 +42,7 @@ class FitResult:
     history: list[dict]
     timings: dict[str, float]
     teachers: list[dict] = field(default_factory=list)  # each teacher's own metrics (Table 5)
+    ensemble: dict | None = None  # the teachers' ensemble's own test metrics (its soft labels as a recommender)
     environment: dict = field(default_factory=dict)
     # The trained student (its best epoch's weights) and the prepared data it was trained on: what
     # save() needs to write a loadable model.  Neither goes into to_dict().
@@ -71,6 +72,7 @@ class FitResult:
             "history": self.history,
             "timings": self.timings,
             "teachers": self.teachers,
+            "ensemble": self.ensemble,
             "environment": self.environment,
         }
 
@@ -184,7 +186,7 @@ def fit(
     return FitResult(
         config=config, dataset=data.stats(), test=test, valid=valid, best_epoch=outcome.train.best_epoch,
         epochs_run=epochs_run, history=history, timings=timings, teachers=outcome.teachers,
-        environment=environment(device), student=outcome.student, data=data,
+        ensemble=outcome.ensemble, environment=environment(device), student=outcome.student, data=data,
     )
 
 

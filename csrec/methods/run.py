@@ -16,6 +16,8 @@ import torch
 
 from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
+from csrec.evaluation import evaluate
+from csrec.methods.ensemble import TeacherEnsemble
 from csrec.methods.losses import fused_student_loss, popularity_logits, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
@@ -34,6 +36,7 @@ class MethodOutcome:
     teacher_seconds: float = 0.0
     soft_label_seconds: float = 0.0
     store_bytes: int = 0
+    ensemble: dict | None = None  # the teachers' ensemble's own test metrics (csrec.methods.ensemble)
 
 
 class SoftLabelLoss:
@@ -103,6 +106,8 @@ def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: Tea
         temperature=method.temperature, top_k=method.store_top_k, device=config.train.torch_device(),
         fingerprint=fingerprint, weights=None if weights is None else list(weights),
     )
+    ensemble = TeacherEnsemble([t.model for t in teachers], method.ensemble, method.temperature, weights)
+    store.meta["ensemble_test"] = evaluate(ensemble, data, "test", device=config.train.torch_device()).metrics
     infos = [dict(t.info, key=t.key, role="main" if t.spec.robust else "teacher") for t in teachers]
     for t in teachers:
         if t.spec.robust:  # CSRec-T: report the side teacher g2 too (Table 5 lists every teacher)
@@ -147,4 +152,5 @@ def run_method(
     return MethodOutcome(
         student=student, train=outcome, teachers=infos, teacher_seconds=teacher_seconds,
         soft_label_seconds=soft_label_seconds, store_bytes=0 if store is None else store.nbytes,
+        ensemble=None if store is None else store.meta.get("ensemble_test"),
     )
