@@ -72,6 +72,8 @@ FIELD_HELP = {
     "lr": "Adam learning rate",
     "weight_decay": "Adam weight decay",
     "patience": "stop after this many epochs without a better validation metric; 0 = never stop early",
+    "subset_validation": "a teacher trained on a p-subsample picks its best epoch on that subset's validation "
+                         "items (true, the authors' code) or on every sub-session's (false)",
     "select_metric": "validation metric that picks the best epoch",
     "seed": "random seed of the model's initialisation and the batch order",
     "device": "where to train: auto (cuda when available, else cpu), cpu, cuda or cuda:N",

@@ -51,6 +51,10 @@ class TrainConfig:
     # where the device multiplies bfloat16 natively (csrec.models.precision), else fp32.
     precision: str = "fp32"
     grad_clip: float | None = None
+    # A model trained on a subset of the sub-sessions (CSRec-D's teachers, CSRec-T's side
+    # teacher) picks its best epoch on the validation items of that subset (True, the authors'
+    # code) or of every sub-session (False).
+    subset_validation: bool = True
     progress: bool = True
 
     def validate(self) -> None:
@@ -195,7 +199,8 @@ def train_model(
 ) -> TrainOutcome:
     """Train ``model`` in place with early stopping on validation; restores the best weights.
 
-    ``sequence_subset`` restricts training and validation to those sub-sessions (CSRec-D).
+    ``sequence_subset`` restricts training (and, with ``config.subset_validation``, validation) to
+    those sub-sessions (CSRec-D).
     ``params`` are the parameters to optimise (default: the model's; CSRec-T adds its noise model).
     """
     config.validate()
@@ -206,7 +211,7 @@ def train_model(
     rng = np.random.default_rng(config.seed)
     batches = BatchMaker(data, sequence_subset, config.batch_size, device, config.batch_unit)
     valid_split = data.eval_split("valid")
-    if sequence_subset is not None:
+    if sequence_subset is not None and config.subset_validation:
         valid_split = _take(valid_split, np.asarray(sequence_subset))
     params = params or list(model.parameters())
     optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -233,3 +233,19 @@ def test_batches_by_sequences_unchanged_and_batch_unit_validated(small_data):
     assert by_default.bounds(order)[:2] == [(0, 5), (5, 10)]
     with pytest.raises(ConfigError, match="batch_unit"):
         TrainConfig(batch_unit="prefixes").validate()
+
+
+@pytest.mark.parametrize("subset_validation", [True, False])
+def test_a_subset_model_validates_on_its_subset_or_on_every_sequence(small_data, subset_validation):
+    from csrec.evaluation import evaluate
+    from csrec.training import _take
+
+    subset = np.arange(0, small_data.n_sequences, 3)
+    model = _small_model(small_data)
+    config = TrainConfig(epochs=1, patience=0, progress=False, device="cpu", subset_validation=subset_validation)
+    logged = train_model(model, small_data, config, sequence_subset=subset).history[0].valid
+    full = small_data.eval_split("valid")
+    split = _take(full, subset) if subset_validation else full
+    assert logged == evaluate(model, small_data, "valid", eval_split=split).metrics
+    other = full if subset_validation else _take(full, subset)
+    assert logged != evaluate(model, small_data, "valid", eval_split=other).metrics

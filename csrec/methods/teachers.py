@@ -86,6 +86,8 @@ def _train_key_fields(train: TrainConfig) -> dict:
         fields["precision"] = "bf16"
     if fields.get("batch_unit") == "sequences":
         del fields["batch_unit"]
+    if fields.get("subset_validation", True):
+        fields.pop("subset_validation", None)
     return fields
 
 
