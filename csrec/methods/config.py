@@ -99,6 +99,10 @@ class MethodConfig:
         return self.name != "base" and self.beta > 0
 
 
+#: Seed index k of an experiment shifts its teachers' seeds by k times this (see ExperimentConfig.replicate).
+REPLICATE_SEED_STRIDE = 100
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment: data, backbone (and its config), method, training."""
@@ -111,6 +115,19 @@ class ExperimentConfig:
 
     def resolved_model(self) -> BackboneConfig:
         return self.model if self.model is not None else make_backbone_config(self.backbone)
+
+    def replicate(self, index: int) -> "ExperimentConfig":
+        """The same experiment under seed index ``index`` (0: this one): the student's seed + index and
+        every teacher's model and subsample seeds + REPLICATE_SEED_STRIDE · index, so each seed has
+        teachers of its own (m ≤ 4 teachers use seeds teacher_seed … teacher_seed + 3)."""
+        if index < 0:
+            raise ConfigError(f"seed index must be >= 0, got {index}")
+        if index == 0:
+            return self
+        shift = REPLICATE_SEED_STRIDE * index
+        method = dataclasses.replace(self.method, teacher_seed=self.method.teacher_seed + shift,
+                                     subsample_seed=self.method.subsample_seed + shift)
+        return dataclasses.replace(self, method=method, train=dataclasses.replace(self.train, seed=self.train.seed + index))
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

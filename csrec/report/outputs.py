@@ -24,14 +24,16 @@ import pandas as pd
 from csrec.atomic import atomic_path, write_atomic
 from csrec.methods.config import METHODS, SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
-from csrec.report.stats import ALPHA, significance_marks
+from csrec.report.stats import ALPHA, across_seed_vectors, significance_marks
+from csrec.search.selection import REPLICATE_COLUMN, seed_rows
 
 #: The model file of a trial's best-epoch student in its trial directory (``csrec.artifacts`` format).
 TRIAL_MODEL_FILE = "student.model.pt"
 #: ``best/<dataset>__<backbone>__<method>.trial.json``: a copy of the best trial's ``trial_result.json``.
 BEST_TRIAL_SUFFIX = ".trial.json"
 KEY = ["dataset", "backbone", "method", "ablation"]
-FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "status", "error", "is_best"]
+FIRST_COLUMNS = ["dataset", "backbone", "method", "ablation", "search", "trial_id", "replicate", "status", "error",
+                 "is_best"]
 COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
            ("recall@10", "Recall+@10", True), ("ndcg@10", "NDCG+@10", True))
 
@@ -226,6 +228,10 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
     ]
     if not len(results):
         return "\n".join(lines + ["", "(no trials)"]) + "\n"
+    if REPLICATE_COLUMN in results and results[REPLICATE_COLUMN].notna().any():
+        lines[-1] += (" Where the cells ran several seeds (`--seeds N`: the configuration chosen on validation "
+                      "trained again with each seed, teachers included), a cell shows the mean ± std over seeds, and "
+                      "the marks of its backbone come from the same test paired across seeds instead of sequences.")
     for dataset in sorted(results["dataset"].unique()):
         sub = results[results["dataset"] == dataset]
         ratings = any(_has_ratings(v) for (d, _, _), v in best.items() if d == dataset)
@@ -236,16 +242,55 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for backbone in sorted(sub["backbone"].unique()):
-            marks = significance(best, dataset, backbone)
-            for method in [m for m in METHODS if m in set(sub[sub["backbone"] == backbone]["method"])]:
-                cell = sub[(sub["backbone"] == backbone) & (sub["method"] == method)]
-                lines.append(_table_row(cell, best.get((dataset, backbone, method)), backbone, method, columns, marks))
+            rows = sub[sub["backbone"] == backbone]
+            per_seed = seed_values(rows, {label: test_column(metric, plus) for metric, label, plus in columns})
+            marks = (seed_marks(per_seed) if across_seed_vectors(per_seed or {}) is not None
+                     else significance(best, dataset, backbone))
+            for method in [m for m in METHODS if m in set(rows["method"])]:
+                cell = rows[rows["method"] == method]
+                lines.append(_table_row(cell, best.get((dataset, backbone, method)), backbone, method, columns, marks,
+                                        per_seed.get(method) if per_seed else None))
     return "\n".join(lines) + "\n"
 
 
-def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: str, columns, marks) -> str:
+def test_column(metric: str, plus: bool) -> str:
+    """The results column of a test metric (``plus``: over positively rated answers)."""
+    return f"test/{metric.replace('@', '+@')}" if plus else f"test/{metric}"
+
+
+def seed_values(rows: pd.DataFrame, columns: dict[str, str]) -> dict[str, dict[str, np.ndarray]] | None:
+    """method → {key: test value per seed index} for one (dataset, backbone) whose cells ran seed
+    replicates (:func:`csrec.search.selection.seed_rows`), ``columns``: key → results column; None
+    when no cell did."""
+    out = {}
+    for method in rows["method"].unique():
+        seeded = seed_rows(rows[rows["method"] == method])
+        if seeded is not None:
+            out[method] = {key: seeded[column].astype(float).to_numpy()
+                           for key, column in columns.items() if column in seeded}
+    return out or None
+
+
+def seed_marks(per_seed: dict | None) -> dict[tuple[str, str], dict]:
+    """{(method, key): mark entry} from the paired t-test across seeds (empty below 2 common seeds)."""
+    vectors = across_seed_vectors(per_seed or {})
+    out: dict = {}
+    keys = sorted({k for v in (vectors or {}).values() for k in v})
+    for key in keys:
+        for method, entry in significance_marks(vectors, key).items():
+            out[(method, key)] = entry
+    return out
+
+
+def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: str, columns, marks,
+               seeds: dict | None = None) -> str:
     row = [backbone, method]
     for metric, label, plus in columns:
+        if seeds is not None and label in seeds:
+            values = seeds[label]
+            spread = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+            row.append(f"{np.mean(values):.4f}{spread}{marks.get((method, label), {}).get('mark', '')}")
+            continue
         if vectors is None:
             row.append("–")
             continue
@@ -253,8 +298,10 @@ def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: 
         value = float(np.mean(vectors[metric][mask])) if np.size(vectors[metric][mask]) else math.nan
         row.append(f"{value:.4f}{marks.get((method, label), {}).get('mark', '')}")
     row.append(_best_config_text(cell))
-    counts = cell["status"].value_counts().to_dict()
-    row.append(f"{counts.get('completed', 0)}/{len(cell)}")
+    searched = cell[cell[REPLICATE_COLUMN].isna()] if REPLICATE_COLUMN in cell else cell
+    counts = searched["status"].value_counts().to_dict()
+    row.append(f"{counts.get('completed', 0)}/{len(searched)}" + (f", {len(seeds[next(iter(seeds))])} seeds"
+                                                                    if seeds else ""))
     return "| " + " | ".join(row) + " |"
 
 

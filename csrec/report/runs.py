@@ -45,7 +45,8 @@ from csrec.methods.config import METHODS as METHOD_ORDER
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.search.config import GridConfig
 from csrec.search.space import PARAMS
-from csrec.report.outputs import BEST_TRIAL_SUFFIX
+from csrec.report.outputs import BEST_TRIAL_SUFFIX, seed_values
+from csrec.search.selection import REPLICATE_COLUMN
 METHOD_LABELS = {"base": "Base", "softrec": "SoftRec", "csrec-m": "CSRec-M", "csrec-d": "CSRec-D", "csrec-t": "CSRec-T"}
 BACKBONE_ORDER = ("gru4rec", "nextitnet", "narm", "sasrec", "bert4rec", "srgnn", "dreamrec", "cl4srec")
 BACKBONE_LABELS = {
@@ -192,8 +193,16 @@ class Run:
     # --- views --------------------------------------------------------------------------------
     @property
     def main(self) -> pd.DataFrame:
-        """The main run's main-grid trials (no extra run's, no ablation's)."""
-        return self.results[(self.results["source"] == "main") & self.results["ablation"].isna()]
+        """The main run's main-grid search trials (no extra run's, no ablation's, no seed replicate)."""
+        main = self.results[(self.results["source"] == "main") & self.results["ablation"].isna()]
+        return main[main[REPLICATE_COLUMN].isna()] if REPLICATE_COLUMN in main else main
+
+    def seed_values(self, dataset: str, backbone: str, columns: dict[str, str]) -> dict | None:
+        """method → {key: test value per seed index} of the cells of (dataset, backbone) that ran
+        several seeds (``--seeds N``); ``columns``: key → results column.  None when none did."""
+        rows = self.results[(self.results["source"] == "main") & self.results["ablation"].isna()
+                            & (self.results["dataset"] == dataset) & (self.results["backbone"] == backbone)]
+        return seed_values(rows, columns)
 
     def ablation(self, name: str) -> pd.DataFrame:
         """The trials of the ``--ablation NAME`` sweeps (of the main run and of the extra runs)."""

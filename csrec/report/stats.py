@@ -3,7 +3,10 @@
 Significance (Tables 3–4): a method's best trial against Base's and SoftRec's best trials of the
 same (dataset, backbone), by a two-sided paired t-test over the test sequences
 (``scipy.stats.ttest_rel``; the + columns pair the positively rated test sequences only).  A
-mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.
+mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.  When the cells ran
+several seeds (``--seeds N``), the same test pairs the per-seed test metrics by seed index instead
+(:func:`across_seed_vectors`): it asks whether the gain holds beyond seed noise, which one seed's
+per-sequence test cannot.
 """
 
 from __future__ import annotations
@@ -124,3 +127,15 @@ def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return means, counts
+
+
+def across_seed_vectors(per_seed: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]] | None:
+    """``per_seed``: method → {metric: test value per seed index}.  The methods' vectors for
+    :func:`significance_marks` paired by seed (every method cut to the seeds all of them have), or
+    None when fewer than two seeds are common to them."""
+    if not per_seed:
+        return None
+    common = min(len(next(iter(v.values()))) for v in per_seed.values())
+    if common < 2:
+        return None
+    return {m: {k: np.asarray(v[:common], dtype=np.float64) for k, v in vectors.items()} for m, vectors in per_seed.items()}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
-from csrec.report.stats import ALPHA, significance_marks
+from csrec.report.stats import across_seed_vectors, ALPHA, significance_marks
 
 
 @dataclass
@@ -26,9 +26,13 @@ class Cell:
     value: float | None  # a fraction; shown in %
     bold: bool = False
     mark: str = ""
+    std: float | None = None  # over seeds, when the value is a mean over several
+    seeds: int = 1
 
     def text(self) -> str:
-        return "–" if self.value is None or math.isnan(self.value) else f"{100 * self.value:.2f}"
+        if self.value is None or math.isnan(self.value):
+            return "–"
+        return f"{100 * self.value:.2f}" + ("" if self.std is None else f" ± {100 * self.std:.2f}")
 
 
 @dataclass
@@ -164,15 +168,23 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         block: list[list[Cell]] = []
         methods = [m for m in run.methods(dataset)]
         marks = {}
+        seeds = {}
         for backbone in backbones:
             vectors = {m: run.best[(dataset, backbone, m)] for m in methods if (dataset, backbone, m) in run.best}
+            seeds[backbone] = run.seed_values(dataset, backbone, {metric: columns[metric] for metric, _ in metrics})
+            across = across_seed_vectors(seeds[backbone] or {})
+            if across is not None:
+                vectors, mask_key_here, test_name = across, None, "seeds"
+            else:
+                mask_key_here, test_name = mask_key, "sequences"
             for metric, label in metrics:
-                for method, entry in significance_marks(vectors, metric, mask_key).items():
+                for method, entry in significance_marks(vectors, metric, mask_key_here).items():
                     marks[(backbone, method, metric)] = entry
                     table.significance.append({
                         "table": kind, "dataset": dataset, "backbone": backbone, "method": method, "metric": label,
                         "p_vs_base": entry.get("p_vs_base", math.nan),
                         "p_vs_softrec": entry.get("p_vs_softrec", math.nan), "mark": entry["mark"],
+                        "paired_over": test_name,
                     })
         table.block_starts.add(len(table.rows))
         for i, method in enumerate(methods):
@@ -180,8 +192,16 @@ def main_table(run: Run, kind: str = "table3") -> Table:
             for backbone in backbones:
                 vectors = run.best.get((dataset, backbone, method))
                 row = run.best_row(dataset, backbone, method)
+                seeded = (seeds.get(backbone) or {}).get(method)
                 for metric, _ in metrics:
                     value = None
+                    if seeded is not None and metric in seeded:
+                        values = seeded[metric]
+                        mark = marks.get((backbone, method, metric), {}).get("mark", "")
+                        cells.append(Cell(float(np.mean(values)), mark=mark,
+                                          std=float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                          seeds=len(values)))
+                        continue
                     if vectors is not None and metric in vectors:
                         mask = vectors[mask_key] if mask_key else slice(None)
                         chosen = vectors[metric][mask]
@@ -204,6 +224,12 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         f"Marks: * significantly better than Base, † significantly better than SoftRec (two-sided paired t-test "
         f"over the test sequences{', positively rated only' if kind == 'table4' else ''}, p < {ALPHA}).",
     ]
+    seeded = sorted({c.seeds for _, cells in table.rows for c in cells if c.std is not None})
+    if seeded:
+        table.notes.append(
+            f"Cells with ± are the mean ± standard deviation over {', '.join(map(str, seeded))} seeds (the configuration "
+            "chosen on validation trained again per seed, its teachers too); for their backbone the marks come from "
+            "the same t-test paired across seeds (significance.csv: paired_over = seeds) instead of sequences.")
     if untested:
         table.notes.append("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
                            + ", ".join(sorted(untested)) + ".")

@@ -88,7 +88,10 @@ class SweepConfig:
     ``verbose``: what Ray Tune prints besides the sweep's own lines (:data:`VERBOSITY`).
     ``schedule``: ``"sync"`` (default) suggests and early-stops trials in batches of ``batch_size``
     with no decision that depends on timing, so the same config gives the same trials at any
-    concurrency; ``"async"`` is Ray Tune's ASHA (see :mod:`csrec.sweep.schedule`).
+    concurrency; ``"async"`` is Ray Tune's ASHA (see :mod:`csrec.sweep.schedule`).  ``seeds`` > 1:
+    the configuration chosen on validation is trained again under seed indices 1 … seeds − 1
+    (:meth:`ExperimentConfig.replicate`: the student's seed and its teachers' seeds shift), so the
+    tables can show mean ± std over seeds and test across them.
     """
 
     dataset: str = "synthetic"
@@ -98,6 +101,7 @@ class SweepConfig:
     num_samples: int = 12
     schedule: str = "sync"
     batch_size: int = BATCH_SIZE
+    seeds: int = 1
     storage_path: str = "runs/sweep"
     epochs: int | None = None
     seed: int | None = None
@@ -176,6 +180,7 @@ class GridConfig:
     num_samples: int = 12
     schedule: str = "sync"
     batch_size: int = BATCH_SIZE
+    seeds: int = 1
     ablations: tuple[str, ...] = ()
     storage_path: str = "runs/sweep"
     teacher_pool: str | None = None
@@ -204,6 +209,7 @@ class GridConfig:
         if self.search not in SEARCHES:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         _check_schedule(self.schedule, self.batch_size)
+        _check_seeds(self.seeds)
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -246,7 +252,8 @@ class GridConfig:
         )
         if ablation is None:
             return SweepConfig(search=self.search, num_samples=self.num_samples, grace_period=self.grace_period,
-                               schedule=self.schedule, batch_size=self.batch_size, overrides=dict(self.overrides),
+                               schedule=self.schedule, batch_size=self.batch_size, seeds=self.seeds,
+                               overrides=dict(self.overrides),
                                **common)
         spec = ABLATIONS[ablation]  # a controlled grid: no early stopping, every point must reach its test report
         return SweepConfig(grid=spec.grid(method), ablation=ablation, asha=False,
@@ -300,7 +307,7 @@ class GridConfig:
             backbones=_names(args.backbones, smoke.get("backbones"), backbone_names(), "backbone"),
             methods=None if args.methods == "all" else _names(args.methods, None, METHODS, "method"),
             search=args.search, num_samples=args.num_samples or smoke.get("num_samples", cls.num_samples),
-            schedule=args.schedule, batch_size=args.batch_size,
+            schedule=args.schedule, batch_size=args.batch_size, seeds=args.seeds,
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
             teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
@@ -314,6 +321,11 @@ def _check_schedule(schedule: str, batch_size: int) -> None:
         raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"--batch-size must be a whole number of trials, at least 1, got {batch_size!r}")
+
+
+def _check_seeds(seeds: int) -> None:
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a whole number of seeds, at least 1, got {seeds!r}")
 
 
 def _names(value: str | None, smoke, every, what: str) -> tuple[str, ...]:
@@ -351,6 +363,10 @@ def grid_parser() -> argparse.ArgumentParser:
                              "many cores but timing-dependent (default: sync)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help=f"--schedule sync: trials suggested and run per batch (default {BATCH_SIZE})")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each cell's configuration chosen on validation with this many seeds in all "
+                             "(student and teacher seeds shift per seed); tables show mean ± std over seeds and "
+                             "mark significance across seeds (default 1)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the run in --storage-path (an error if there is none)")

@@ -47,3 +47,26 @@ def best_row(frame: pd.DataFrame, metric: str = SELECT_METRIC) -> pd.Series | No
         return tied.iloc[0]
     keys = [(config_key(row), str(row.get("trial_id", ""))) for _, row in tied.iterrows()]
     return tied.iloc[min(range(len(keys)), key=keys.__getitem__)]
+
+
+#: The results column naming a seed replicate's seed index (absent or empty for search trials).
+REPLICATE_COLUMN = "replicate"
+
+
+def seed_rows(cell: pd.DataFrame) -> pd.DataFrame | None:
+    """A cell's rows by seed index when it ran seed replicates (``--seeds N``): the best search trial
+    as seed 0, then each completed replicate in seed order.  None when the cell has no replicate."""
+    if REPLICATE_COLUMN not in cell or not cell[REPLICATE_COLUMN].notna().any():
+        return None
+    replicates = cell[cell[REPLICATE_COLUMN].notna()]
+    if "status" in replicates:
+        replicates = replicates[replicates["status"] == "completed"]
+    searched = cell[cell[REPLICATE_COLUMN].isna()]
+    flagged = searched[searched["is_best"].fillna(False).astype(bool)] if "is_best" in searched else searched.iloc[0:0]
+    first = flagged if len(flagged) else searched.iloc[0:0]
+    if not len(first):
+        best = best_row(searched[searched["status"] == "completed"] if "status" in searched else searched)
+        first = searched.iloc[0:0] if best is None else best.to_frame().T
+    ordered = replicates.assign(_seed=replicates[REPLICATE_COLUMN].astype(int)).sort_values("_seed")
+    out = pd.concat([first.assign(_seed=0), ordered], ignore_index=True)
+    return out.set_index("_seed")

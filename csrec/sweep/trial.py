@@ -43,6 +43,8 @@ from csrec.search.space import PARAMS
 from csrec.sweep.stores import fetch_store
 
 METRIC = "valid/best_ndcg@10"
+#: The trial parameter of a seed replicate: its seed index (see ExperimentConfig.replicate).
+REPLICATE = "replicate"
 MODE = "max"
 
 
@@ -88,7 +90,7 @@ class SweepContext:
                 updates[k] = float(updates[k])
         method = dataclasses.replace(self.base.method, **updates)
         method.validate()
-        return dataclasses.replace(self.base, method=method)
+        return dataclasses.replace(self.base, method=method).replicate(int(params.get(REPLICATE) or 0))
 
 
 def _trial_dir() -> Path | None:

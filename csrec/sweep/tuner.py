@@ -66,13 +66,14 @@ from ray.tune.search import Searcher
 
 from csrec import artifacts
 from csrec.atomic import write_atomic
+from csrec.errors import ConfigError
 from csrec.data.dataset import load_dataset
 from csrec.experiment import make_config
 from csrec.methods.config import SYMBOLS, ExperimentConfig
 from csrec.models.base import build_backbone
 from csrec.report.outputs import TRIAL_MODEL_FILE
 from csrec.search.config import SweepConfig
-from csrec.search.selection import best_row
+from csrec.search.selection import best_row, seed_rows
 from csrec.search.space import (
     PAPER_GRID, ablation_cell, discrete_points, grid_points, grid_product, method_params, optuna_space,
 )
@@ -82,9 +83,13 @@ from csrec.sweep.schedule import (
 )
 from csrec.sweep.stores import make_registry, prebuild_stores
 from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
-from csrec.sweep.trial import METRIC, MODE, SweepContext, run_trial
+from csrec.sweep.trial import METRIC, MODE, REPLICATE, SweepContext, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
+#: A cell's seed replicates (``seeds`` > 1) live in ``<experiment>-seeds``, which records the
+#: configuration they replicate in this file.
+REPLICATES_SUFFIX = "-seeds"
+REPLICATES_FILE = "csrec_replicates.json"
 
 
 @dataclass
@@ -104,7 +109,7 @@ class SweepResult:
     trials_run: int
     trials_expected: int
     complete: bool
-    teachers_trained: int
+    teachers_trained: int = 0
     teacher_report: TeacherReport | None = None
     stores: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
@@ -123,6 +128,10 @@ class SweepResult:
                   "teachers_trained": self.teachers_trained, "best_config": self.best_config,
                   "best_valid": self.best_valid, "best_test": self.best_test, "timings": self.timings,
                   "path": self.path, "best_model": self.best_model_path}
+        seeded = seed_rows(self.trials) if len(self.trials) else None
+        if seeded is not None:  # test metrics per seed index (0: the best search trial)
+            common["seeds"] = {m: [_plain(v) for v in seeded[f"test/{m}"]] for m in ("recall@10", "ndcg@10")
+                               if f"test/{m}" in seeded}
         labels = {"dataset": self.dataset, "backbone": self.backbone, "method": self.method}
         if self.ablation is None:
             return {**labels, "search": self.search, **common}
@@ -146,6 +155,11 @@ class SweepResult:
                 f"  → test Recall@10 {self.best_test.get('recall@10', math.nan):.4f}"
                 f" NDCG@10 {self.best_test.get('ndcg@10', math.nan):.4f}"
             )
+        seeded = seed_rows(self.trials) if len(self.trials) else None
+        if seeded is not None and "test/recall@10" in seeded:
+            values = seeded["test/recall@10"].astype(float)
+            text += (f"\n  over {len(values)} seeds: test Recall@10 {values.mean():.4f} ± "
+                     f"{values.std(ddof=1) if len(values) > 1 else 0.0:.4f}")
         if not self.complete:
             text += "\n  INCOMPLETE: rerun with resume to finish it"
         return text
@@ -373,14 +387,39 @@ def _tune(config: SweepConfig) -> SweepResult:
     if config.ablation is not None:
         labels["ablation"] = config.ablation
     frame = trials_frame(fitted, exp_path, **labels)
+    result = _result(config, frame, str(exp_path), teacher_report=teacher_report, stores=stores)
+    if config.seeds > 1 and result.best_config is not None and config.grid is None:
+        with clock.time("seeds_s"):
+            result = _with_replicates(config, result, trainable, base, resources, storage, labels)
     records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == label and r.get("trained")]
     clock.sections["total_s"] = time.perf_counter() - total_started
-    result = _result(config, frame, str(exp_path), teachers_trained=len(records), teacher_report=teacher_report,
-                     stores=stores, timings=dict(clock.sections))
+    result.teachers_trained, result.timings = len(records), dict(clock.sections)
     if result.best_trial_path is not None:
         result.best_model_path = save_trial_model(result.best_trial_path, base, data)
     print(f"[csrec.sweep] {result.summary()}", flush=True)
     return result
+
+
+def _with_replicates(config: SweepConfig, result: SweepResult, trainable, base: ExperimentConfig, resources,
+                     storage: Path, labels: dict) -> SweepResult:
+    """``result`` with its seed replicates: the configuration chosen on validation trained again under
+    seed indices 1 … seeds − 1 (one Tune grid, ``<experiment>-seeds``, resumed like the cell)."""
+    exp_path = storage / f"{config.experiment_name}{REPLICATES_SUFFIX}"
+    params = dict(result.best_config or {})
+    record = exp_path / REPLICATES_FILE
+    if record.is_file() and json.loads(record.read_text()).get("params") != json.loads(json.dumps(params)):
+        raise ConfigError(f"{exp_path} holds the seeds of another configuration than this sweep now chooses "
+                          f"({json.loads(record.read_text()).get('params')} vs {params}); delete it to rerun them")
+    with _tune_output(config.verbose):
+        fitted = _tuner(config, trainable, base, resources, storage, exp_path, replicate_of=params).fit()
+    write_atomic(record, json.dumps({"params": params}, sort_keys=True))
+    frame = trials_frame(fitted, exp_path, **labels)
+    frame[REPLICATE] = frame.pop(f"config/{REPLICATE}").astype(int)
+    done = bool((frame["status"] == "completed").all()) and len(frame) == config.seeds - 1
+    trials = pd.concat([result.trials.assign(**{REPLICATE: None}), frame], ignore_index=True)
+    return dataclasses.replace(result, trials=trials, trials_run=result.trials_run + len(frame),
+                               trials_expected=result.trials_expected + config.seeds - 1,
+                               complete=result.complete and done)
 
 
 def save_trial_model(trial_path: str | os.PathLike, base: ExperimentConfig, data) -> str | None:
@@ -498,9 +537,12 @@ def _prefixed(row, prefix: str) -> dict:
     return {k[len(prefix):]: float(v) for k, v in row.items() if k.startswith(prefix) and pd.notna(v)}
 
 
-def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, storage: Path, exp_path: Path):
-    """A new Tuner for the cell, or the restored one (``resume``)."""
+def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, storage: Path, exp_path: Path,
+           replicate_of: dict | None = None):
+    """A new Tuner for the cell (``replicate_of``: for the seed replicates of that configuration),
+    or the restored one (``resume``)."""
     restorable = ray_tune.Tuner.can_restore(str(exp_path))
+    label = _cell_label(config) + ("/seeds" if replicate_of is not None else "")
     if config.resume is True and not restorable:
         raise FileNotFoundError(f"nothing to resume at {exp_path} (no Tune experiment there); check storage_path, "
                                 f"or pass resume='auto' to start it when there is none")
@@ -509,7 +551,7 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
     if restorable and config.resume:
         outcomes = _read_outcomes(exp_path)
         done = sum(1 for e in outcomes.values() if e.get("event") == "complete")
-        print(f"  {_cell_label(config)}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
+        print(f"  {label}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
         tuner = ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
@@ -521,26 +563,30 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
             if not any(isinstance(c, CSVLoggerCallback) for c in callbacks):  # a run started before they were explicit
                 run_config.callbacks = callbacks + _loggers()
         return tuner
-    search_alg, param_space, num_samples = _search(config, base.train.seed, resources.max_concurrent_trials)
+    if replicate_of is None:
+        search_alg, param_space, num_samples = _search(config, base.train.seed, resources.max_concurrent_trials)
+        scheduler = _scheduler(config, base.train.epochs, exp_path)
+    else:  # every seed runs to its own early stopping: a replicate is a measurement, not a candidate
+        search_alg, scheduler, num_samples = None, None, 1
+        param_space = {**replicate_of, REPLICATE: ray_tune.grid_search(list(range(1, config.seeds)))}
     exp_path.mkdir(parents=True, exist_ok=True)
     return ray_tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=ray_tune.TuneConfig(
             metric=METRIC, mode=MODE, search_alg=search_alg,
-            scheduler=_scheduler(config, base.train.epochs, exp_path),
-            num_samples=num_samples,
+            scheduler=scheduler, num_samples=num_samples,
             # a batched searcher carries the concurrency limit itself (Ray refuses both)
             max_concurrent_trials=None if isinstance(search_alg, Searcher) else resources.max_concurrent_trials,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=ray_tune.RunConfig(
-            name=config.experiment_name, storage_path=str(storage), verbose=config.verbose,
+            name=exp_path.name, storage_path=str(storage), verbose=config.verbose,
             failure_config=ray_tune.FailureConfig(max_failures=config.max_failures),
             # num_to_keep=1: Tune snapshots the experiment state after every trial checkpoint, so a
             # trial's final report is on disk before a kill can make a restore rerun it.
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(_cell_label(config), base.train.epochs),
+            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(label, base.train.epochs),
                        *_loggers()],
         ),
     )

@@ -343,3 +343,14 @@ def test_teacher_key_keeps_earlier_pools_and_tells_new_settings_apart(method_con
     assert key() == key(precision="fp32")
     assert key() == key(subset_validation=True)
     assert len({key(), key(precision="bf16"), key(batch_unit="targets"), key(subset_validation=False)}) == 4
+
+
+def test_replicate_shifts_student_and_teacher_seeds(method_config):
+    config = method_config("csrec-d")
+    assert config.replicate(0) is config
+    shifted = config.replicate(2)
+    assert shifted.train.seed == config.train.seed + 2
+    assert (shifted.method.teacher_seed, shifted.method.subsample_seed) == (1200, 2200)
+    seeds = {s.seed for k in range(3) for s in teacher_specs(config.replicate(k))}
+    assert len({(s.seed, s.subsample_seed) for k in range(3) for s in teacher_specs(config.replicate(k))}) == 6
+    assert seeds == {1000, 1100, 1200}

@@ -45,3 +45,17 @@ def test_same_configuration_ties_go_to_the_smaller_trial_id_and_missing_metrics_
     assert best_row(frame)["trial_id"] == best_row(frame.iloc[::-1])["trial_id"] == "y"
     assert best_row(frame.assign(**{SELECT_METRIC: math.nan})) is None
     assert best_row(frame.iloc[:0]) is None and best_row(frame.drop(columns=[SELECT_METRIC])) is None
+
+
+def test_seed_rows_orders_the_best_trial_then_completed_replicates():
+    from csrec.search.selection import seed_rows
+
+    cell = pd.DataFrame({
+        "trial_id": ["a", "b", "r2", "r1", "r3"], "config/beta": [0.25, 0.5, 0.5, 0.5, 0.5],
+        "status": ["completed", "completed", "completed", "completed", "error"],
+        "is_best": [False, True, False, False, False], "replicate": [None, None, 2, 1, 3],
+        "test/recall@10": [0.1, 0.2, 0.3, 0.4, 0.5],
+    })
+    rows = seed_rows(cell)
+    assert rows.index.tolist() == [0, 1, 2] and rows["trial_id"].tolist() == ["b", "r1", "r2"]
+    assert seed_rows(cell[cell["replicate"].isna()]) is None
