@@ -6,8 +6,9 @@
 For each dataset, backbone and training precision (TrainConfig.precision): --warmup untimed
 epochs, then the median of --epochs epochs (training and validation timed apart), training
 targets per second, and the full-ranking test pass (always scored in float32); then the same
-backbone as a CSRec-M student (β = 0.5, T = 3, m = 2) reading a factored soft-label store built
-from two teachers of its own architecture (initialised, not trained: their accuracy does not
+backbone as a CSRec-M student (β = 0.5, T = 3, m = 2) reading a soft-label store (one student per
+--stores mode: ``factored`` computes the teachers' ensemble on the fly, exactly; ``topk`` reads
+K = 100 precomputed tempered probabilities per target) built from two teachers of its own architecture (initialised, not trained: their accuracy does not
 change the student's cost) in the same precision, timed the same way.  Epochs alternate: each
 round trains one epoch of every (precision, Base / student) model in turn, so all of them see
 the same machine load and their ratios are side by side.  Then one
@@ -49,16 +50,19 @@ def one_epoch(model, data, precision: str, loss_fn=None) -> tuple[float, float, 
 
 def table(rows: list[list], precisions: list[str], args, device) -> str:
     """The Markdown table of ``rows`` with the notes on how they were measured."""
+    student_columns = [] if args.no_student else [
+        column for store in args.stores.split(",")
+        for column in (f"CSRec-M student ({store} store) s per train epoch (vs Base, same precision)",
+                       f"CSRec-M student ({store} store) CPU s per epoch (vs Base)")]
     body = markdown_table(["dataset", "backbone", "precision", "s per train epoch", "s per valid pass",
                            "s per epoch (train+valid)", f"speed-up vs {precisions[0]}", "CPU s per epoch (train+valid)",
-                           f"CPU speed-up vs {precisions[0]}", "training targets / s",
-                           "CSRec-M student s per train epoch (vs Base, same precision)",
-                           "CSRec-M student CPU s per epoch (vs Base)", "s per test pass", "test sequences"], rows)
+                           f"CPU speed-up vs {precisions[0]}", "training targets / s", *student_columns,
+                           "s per test pass", "test sequences"], rows)
     body += ("\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
              f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
              f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
-             "student reads a factored store of two teachers in its training precision (the store's product and the "
-             "fused loss's chunked teacher softmax).  Validation and test passes score in float32.  \"CPU s\" is "
+             "student reads a store of two teachers in its training precision (factored: the store's product and the "
+             "fused loss's chunked teacher softmax; topk: K = 100 stored probabilities per target).  Validation and test passes score in float32.  \"CPU s\" is "
              "the process's CPU time over the whole epoch call (train, valid pass, optimiser set-up): with one torch "
              "thread it leaves out the time the process waited for a core, so on a shared machine it is the steadier "
              "figure; wall seconds are what a user waits on a machine of their own only when nothing else runs.")
@@ -77,6 +81,8 @@ def main() -> None:
                         help="comma list of TrainConfig.precision values, timed side by side (the first is the speed-up's reference)")
     parser.add_argument("--output", default="throughput", help="result name: bench/results/<output>.md")
     parser.add_argument("--no-student", action="store_true", help="skip the CSRec-M student timing")
+    parser.add_argument("--stores", default="factored",
+                        help="comma list of soft-label store modes, one CSRec-M student each (factored, topk, dense)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     backbones = backbone_names() if args.backbones == "all" else args.backbones.split(",")
@@ -95,9 +101,12 @@ def main() -> None:
                 if not args.no_student:
                     torch.manual_seed(1)
                     teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
-                    store = build_store(teachers, data, "factored", device=device)
-                    loss = SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature, precision=precision)
-                    models[(precision, "student")] = (build_backbone(backbone, data.n_items, data.max_len), loss)
+                    for mode in args.stores.split(","):
+                        store = build_store(teachers, data, mode, temperature=MethodConfig.temperature, device=device)
+                        loss = SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature,
+                                             precision=precision)
+                        torch.manual_seed(2)
+                        models[(precision, f"student-{mode}")] = (build_backbone(backbone, data.n_items, data.max_len), loss)
             seconds = {key: [] for key in models}
             for round_ in range(args.warmup + args.epochs):
                 for key, (model, loss) in models.items():
@@ -112,16 +121,16 @@ def main() -> None:
                 train_s, valid_s, cpu_s = (float(np.median(base[:, i])) for i in range(3))
                 base_total[precision], base_cpu[precision] = train_s + valid_s, cpu_s
                 test = evaluate(models[(precision, "base")][0], data, "test", device=device)
-                student_s = student_cpu = ""
-                if not args.no_student:
-                    student = np.array(seconds[(precision, "student")])
+                student_cells = []
+                for mode in [] if args.no_student else args.stores.split(","):
+                    student = np.array(seconds[(precision, f"student-{mode}")])
                     s_train, s_cpu = float(np.median(student[:, 0])), float(np.median(student[:, 2]))
-                    student_s = f"{s_train:.2f} ({100 * (s_train - train_s) / train_s:+.0f}%)"
-                    student_cpu = f"{s_cpu:.2f} ({100 * (s_cpu - cpu_s) / cpu_s:+.0f}%)"
+                    student_cells += [f"{s_train:.2f} ({100 * (s_train - train_s) / train_s:+.0f}%)",
+                                      f"{s_cpu:.2f} ({100 * (s_cpu - cpu_s) / cpu_s:+.0f}%)"]
                 rows.append([name, backbone, precision, f"{train_s:.2f}", f"{valid_s:.2f}", f"{train_s + valid_s:.2f}",
                              f"{base_total[precisions[0]] / base_total[precision]:.2f}×", f"{cpu_s:.2f}",
                              f"{base_cpu[precisions[0]] / cpu_s:.2f}×", f"{data.n_train_targets / train_s:,.0f}",
-                             student_s, student_cpu, f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
+                             *student_cells, f"{test.seconds:.2f}", f"{len(test.ranks):,}"])
                 print(rows[-1], flush=True)
             # Written after every backbone, so a long run that is stopped keeps its finished rows.
             write_result(args.output, f"Training and evaluation throughput ({args.datasets})",
