@@ -17,6 +17,7 @@ from csrec.cli import parse_key_values
 from csrec.data.dataset import DataConfig, dataset_names
 from csrec.data.synthetic import SyntheticConfig
 from csrec.errors import ConfigError
+from csrec.experiment.protocol import PROTOCOLS
 from csrec.methods.config import METHODS
 from csrec.models import backbone_names
 from csrec.search.space import (
@@ -91,7 +92,8 @@ class SweepConfig:
     concurrency; ``"async"`` is Ray Tune's ASHA (see :mod:`csrec.sweep.schedule`).  ``seeds`` > 1:
     the configuration chosen on validation is trained again under seed indices 1 … seeds − 1
     (:meth:`ExperimentConfig.replicate`: the student's seed and its teachers' seeds shift), so the
-    tables can show mean ± std over seeds and test across them.
+    tables can show mean ± std over seeds and test across them.  ``protocol``: ``"authors"`` presets
+    the authors' training choices for every trial (:mod:`csrec.experiment.protocol`).
     """
 
     dataset: str = "synthetic"
@@ -102,6 +104,7 @@ class SweepConfig:
     schedule: str = "sync"
     batch_size: int = BATCH_SIZE
     seeds: int = 1
+    protocol: str = "csrec"
     storage_path: str = "runs/sweep"
     epochs: int | None = None
     seed: int | None = None
@@ -181,6 +184,7 @@ class GridConfig:
     schedule: str = "sync"
     batch_size: int = BATCH_SIZE
     seeds: int = 1
+    protocol: str = "csrec"
     ablations: tuple[str, ...] = ()
     storage_path: str = "runs/sweep"
     teacher_pool: str | None = None
@@ -210,6 +214,7 @@ class GridConfig:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         _check_schedule(self.schedule, self.batch_size)
         _check_seeds(self.seeds)
+        _check_protocol(self.protocol)
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -249,6 +254,7 @@ class GridConfig:
             dataset=dataset, backbone=backbone, method=method, storage_path=self.storage_path, epochs=self.epochs,
             seed=self.seed, teacher_pool=self.teacher_pool, resources=self.resources,
             resume="auto" if self.resume or self.resume_or_start else False, max_failures=self.max_failures, verbose=self.verbose,
+            protocol=self.protocol,
         )
         if ablation is None:
             return SweepConfig(search=self.search, num_samples=self.num_samples, grace_period=self.grace_period,
@@ -307,7 +313,7 @@ class GridConfig:
             backbones=_names(args.backbones, smoke.get("backbones"), backbone_names(), "backbone"),
             methods=None if args.methods == "all" else _names(args.methods, None, METHODS, "method"),
             search=args.search, num_samples=args.num_samples or smoke.get("num_samples", cls.num_samples),
-            schedule=args.schedule, batch_size=args.batch_size, seeds=args.seeds,
+            schedule=args.schedule, batch_size=args.batch_size, seeds=args.seeds, protocol=args.protocol,
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
             teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
@@ -321,6 +327,11 @@ def _check_schedule(schedule: str, batch_size: int) -> None:
         raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"--batch-size must be a whole number of trials, at least 1, got {batch_size!r}")
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
 
 
 def _check_seeds(seeds: int) -> None:
@@ -363,6 +374,10 @@ def grid_parser() -> argparse.ArgumentParser:
                              "many cores but timing-dependent (default: sync)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help=f"--schedule sync: trials suggested and run per batch (default {BATCH_SIZE})")
+    parser.add_argument("--protocol", default="csrec", choices=PROTOCOLS,
+                        help="training preset of every trial and teacher: csrec (default) or authors (the authors' "
+                             "code: batches of 64 targets, lr 1e-3, fixed epochs with the best-validation epoch kept, "
+                             "weighted probability ensemble, CSRec-T's running max; csrec.experiment.protocol)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train each cell's configuration chosen on validation with this many seeds in all "
                              "(student and teacher seeds shift per seed); tables show mean ± std over seeds and "

@@ -35,6 +35,7 @@ from ray import tune
 
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
+from csrec.experiment.protocol import protocol_settings
 from csrec.methods import run_method
 from csrec.methods.config import ExperimentConfig
 from csrec.methods.teachers import TeacherPool
@@ -80,11 +81,20 @@ class SweepContext:
     sweep: str
     trial_cpus: float = 1.0
     fault: object | None = None
+    protocol: str = "csrec"
 
     def config_for(self, params: dict) -> ExperimentConfig:
         updates = {k: params[k] for k in PARAMS if k in params and params[k] is not None}
         if "num_teachers" in updates:
             updates["num_teachers"] = int(updates["num_teachers"])
+            # A preset's per-teacher ensemble weights are for its own m (the authors': 2 teachers,
+            # equal weights otherwise); weights the user gave are left to fail validation loudly.
+            base = self.base
+            preset = protocol_settings(self.protocol, base.backbone, base.method.name, base.method.num_teachers)
+            if base.method.ensemble_weights is not None and \
+                    tuple(base.method.ensemble_weights) == tuple(preset.get("ensemble_weights") or ()):
+                updates["ensemble_weights"] = protocol_settings(
+                    self.protocol, base.backbone, base.method.name, updates["num_teachers"]).get("ensemble_weights")
         for k in ("beta", "temperature", "subsample", "alpha"):
             if k in updates:
                 updates[k] = float(updates[k])

@@ -299,7 +299,7 @@ def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=N
 
 def cell_base_config(config: SweepConfig) -> ExperimentConfig:
     return base_config(config.dataset, config.backbone, config.method, epochs=config.epochs, seed=config.seed,
-                       model=config.model, **config.overrides)
+                       model=config.model, protocol=config.protocol, **config.overrides)
 
 
 def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid: dict | None = None
@@ -374,7 +374,8 @@ def _tune(config: SweepConfig) -> SweepResult:
             stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
                                      num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
 
-    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=label, trial_cpus=resources.trial_cpus, fault=config.fault)
+    ctx = SweepContext(base=base, pool_dir=pool_dir, sweep=label, trial_cpus=resources.trial_cpus, fault=config.fault,
+                       protocol=config.protocol)
     trial_resources = {"cpu": resources.trial_cpus}
     if resources.trial_gpus:
         trial_resources["gpu"] = resources.trial_gpus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -186,3 +187,20 @@ def test_a_long_trial_prints_progress_lines_at_most_every_interval(capsys):
     lines.on_trial_result(0, [], trial, {"epoch": 4, METRIC: 0.0351, "best_epoch": 3, "final": True})
     assert capsys.readouterr().out == ("  yelp/gru4rec/base  trial t0  epoch 3/40  valid NDCG@10 best so far 0.0351 "
                                        "(epoch 3), 95s\n")
+
+
+def test_authors_protocol_reaches_every_trial_and_fits_its_weights_to_the_trials_m():
+    from csrec.search import GridConfig
+    from csrec.sweep.tuner import cell_base_config
+
+    cell = GridConfig.from_argv(["--smoke", "--protocol", "authors", "--methods", "csrec-m"]).cells()[0]
+    base = cell_base_config(cell)
+    assert (base.train.lr, base.train.batch_unit, base.train.patience, base.method.ensemble) == (1e-3, "targets", 0, "probs")
+    assert base.train.epochs == 2  # --smoke's epochs: an explicit value wins over the preset's 80
+    ctx = SweepContext(base=base, pool_dir="", sweep="", protocol="authors")
+    assert ctx.config_for({"num_teachers": 2}).method.ensemble_weights == (0.1, 0.9)  # the authors' GRU4Rec pair
+    assert ctx.config_for({"num_teachers": 3}).method.ensemble_weights is None  # equal weights otherwise
+    given = dataclasses.replace(base, method=dataclasses.replace(base.method, ensemble_weights=(0.3, 0.7)))
+    # weights the user gave are kept as given (building the store then refuses 2 weights for 3 teachers)
+    kept = SweepContext(base=given, pool_dir="", sweep="", protocol="authors").config_for({"num_teachers": 3})
+    assert kept.method.ensemble_weights == (0.3, 0.7)
