@@ -106,7 +106,7 @@ def test_ablations_join_a_grid_run_and_feed_the_report(ray_session, tmp_path, gr
         "synthetic__gru4rec__csrec-m__ablation-teachers", "synthetic__gru4rec__csrec-t__ablation-expectation"]
     assert all(c["complete"] for c in summary["ablations"])
     assert sorted(p.name for p in (run_dir / "best").iterdir()) == [  # the main cell's best trial only
-        "synthetic__gru4rec__base.model.pt", "synthetic__gru4rec__base.npz"]
+        "synthetic__gru4rec__base.model.pt", "synthetic__gru4rec__base.npz", "synthetic__gru4rec__base.trial.json"]
     table = (run_dir / "table.md").read_text()
     assert "| gru4rec | base |" in table and "csrec" not in table
     # One shared teacher pool: CSRec-M's four seeds (m = 4 holds m = 1..3's) + CSRec-T's side and two mains.
