@@ -13,6 +13,7 @@ has them; a figure without data is skipped with the ``--ablation`` command that 
 ``--with`` adds the trials of other run directories to the hyperparameter figures only.  The second form fits every method at every injected noise rate on synthetic
 data (plain loop, no Ray; resumable) and writes robustness.csv/.md/.png into OUT_DIR; a report of
 RUN_DIR includes ``RUN_DIR/robustness`` when it exists (or the one given by ``--robustness-dir``).
+``--compact-copy DIR`` copies the run's compact part instead (see :func:`csrec.report.outputs.copy_compact`).
 Exit status: 0 on success, 2 on bad arguments or an unreadable run directory.
 """
 
@@ -26,6 +27,7 @@ from csrec.cli import parse_key_values
 from csrec.errors import CSRecError
 from csrec.experiment import DEFAULT_EPOCHS, DEFAULT_NOISE, run_robustness
 from csrec.methods.config import METHODS
+from csrec.report.outputs import copy_compact
 from csrec.report.build import report
 from csrec.report.robustness import write_robustness
 
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--with", dest="extra", action="append", default=[], metavar="RUN_DIR",
                         help="another run directory whose trials join the hyperparameter figures (repeatable)")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR/report)")
+    parser.add_argument("--compact-copy", default=None, metavar="DIR",
+                        help="instead of a report: copy RUN_DIR's compact part (results.parquet, summary.json, "
+                             "run.json, table.md, best/*.npz and *.trial.json; no weights) into DIR, to commit it or "
+                             "move the run to another machine (grid.py --resume continues it there)")
     parser.add_argument("--robustness-dir", default=None, metavar="DIR",
                         help="a --robustness OUT_DIR to include (default: RUN_DIR/robustness when it exists)")
     group = parser.add_argument_group("robustness curve")
@@ -90,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
               f"({time.perf_counter() - started:.1f}s)")
         return 0
 
+    if args.compact_copy is not None:
+        try:
+            written = copy_compact(args.run_dir, args.compact_copy)
+        except FileNotFoundError as exc:
+            print(f"report.py: error: {exc}", file=sys.stderr)
+            return 2
+        size = sum(p.stat().st_size for p in written)
+        print(f"[report] copied {len(written)} files ({size / 1024:.0f} KiB) of {args.run_dir} into {args.compact_copy}")
+        return 0
     try:
         path = report(args.run_dir, data_dir=args.data_dir, out_dir=args.out, extra_runs=args.extra,
                       robustness_dir=args.robustness_dir, log=print)

@@ -38,6 +38,32 @@ COLUMNS = (("recall@10", "Recall@10", False), ("ndcg@10", "NDCG@10", False),
            ("recall@10", "Recall+@10", True), ("ndcg@10", "NDCG+@10", True))
 
 
+#: The part of a run directory that the report and a later ``--resume`` need: a few kilobytes per
+#: cell, fit for committing or copying to another machine (no model weights, no Tune experiments).
+COMPACT_FILES = ("results.parquet", "summary.json", "run.json", "table.md")
+COMPACT_BEST_SUFFIXES = (".npz", BEST_TRIAL_SUFFIX)
+
+
+def copy_compact(run_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copy ``run_dir``'s compact part into ``dest`` (created; files there are replaced atomically);
+    returns the files written.  ``dest`` is then a run directory that ``sweeps/report.py`` reports on
+    and ``sweeps/grid.py --resume`` continues, keeping the cells it records as complete."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    if not (run_dir / "results.parquet").is_file():
+        raise FileNotFoundError(f"{run_dir} holds no sweep results (no results.parquet)")
+    sources = [run_dir / name for name in COMPACT_FILES if (run_dir / name).is_file()]
+    best = run_dir / "best"
+    if best.is_dir():
+        sources += sorted(f for f in best.iterdir() if f.name.endswith(COMPACT_BEST_SUFFIXES))
+    written = []
+    for source in sources:
+        target = dest / source.relative_to(run_dir)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        written.append(target)
+    return written
+
+
 def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = None) -> dict[str, Path]:
     """Write results.parquet, best/<cell>.npz and .model.pt, table.md and summary.json into ``run_dir``.
 

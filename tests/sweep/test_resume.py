@@ -116,8 +116,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_session, tm
 
 
 def test_compact_copy_of_a_run_resumes_as_finished_on_another_machine(ray_session, tmp_path, grid_main, capsys):
-    """What a user commits of a long run (results.parquet, summary.json, run.json, table.md and best/
-    without model weights) is enough to continue it elsewhere: ``--resume`` on the copy keeps its
+    """What a user commits of a long run (``sweeps/report.py RUN --compact-copy DIR``: results.parquet,
+    summary.json, run.json, table.md and best/ without model weights) is enough to continue it elsewhere: ``--resume`` on the copy keeps its
     finished cells without rerunning them, and the report reads the teachers from best/*.trial.json."""
     import shutil
 
@@ -128,12 +128,10 @@ def test_compact_copy_of_a_run_resumes_as_finished_on_another_machine(ray_sessio
     original = tmp_path / "original"
     assert grid_main(argv + ["--storage-path", str(original)]) == 0
     copy = tmp_path / "copy"
-    (copy / "best").mkdir(parents=True)
-    for name in ("results.parquet", "summary.json", "run.json", "table.md"):
-        shutil.copyfile(original / name, copy / name)
-    for path in (original / "best").iterdir():
-        if not path.name.endswith(".model.pt"):
-            shutil.copyfile(path, copy / "best" / path.name)
+    from csrec.report.cli import main as report_main
+
+    assert report_main([str(original), "--compact-copy", str(copy)]) == 0
+    assert sorted(p.name for p in copy.iterdir()) == ["best", "results.parquet", "run.json", "summary.json", "table.md"]
     assert sorted(p.name for p in (copy / "best").iterdir()) == [
         "synthetic__gru4rec__base.npz", "synthetic__gru4rec__base.trial.json",
         "synthetic__gru4rec__csrec-m.npz", "synthetic__gru4rec__csrec-m.trial.json"]
