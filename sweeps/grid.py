@@ -1,7 +1,8 @@
 """The dataset × backbone × method grid on Ray (locally, or on a cluster from ``ray up cluster.yaml``).
 
     python sweeps/grid.py --datasets all --backbones all [--methods all] [--num-samples N]
-                          [--search optuna|paper-grid] [--resume | --resume-or-start | --fresh] [--smoke]
+                          [--search optuna|paper-grid] [--schedule sync|async] [--seeds N]
+                          [--protocol csrec|authors] [--resume | --resume-or-start | --fresh] [--smoke]
                           [--storage-path DIR] [--epochs N] [--data-dir DIR] [--address auto|HOST:PORT]
                           [--verbose [0|1|2]]
                           [--ablation teachers|ratio|temperature|expectation|all (or a comma list)]
@@ -30,11 +31,16 @@ Writes into the run directory (``--storage-path``):
 * ``teachers/`` (the teacher pool; ``--teacher-pool DIR`` puts it elsewhere, so that several run
   directories train each distinct teacher once between them) and one Tune experiment per cell.
 
-A killed or interrupted run continues with ``--resume`` (same ``--storage-path``): finished
-trials are not rerun, teachers are reused, and the Optuna searcher state and ASHA's decisions are
-restored, so it writes the table.md an uninterrupted run writes (trials one at a time:
-``--max-concurrent 1``; concurrent ASHA depends on timing).  ``--resume`` on a directory with no
-run is an error; ``--resume-or-start`` starts one there instead.
+Trials are suggested and stopped early deterministically by default (``--schedule sync``: batches of
+``--batch-size`` trials, early stopping against earlier batches only; see csrec.sweep.schedule),
+so the same command writes the same table.md at any ``--max-concurrent``; ``--schedule async`` is
+Ray Tune's ASHA, timing-dependent.  ``--seeds N`` trains each cell's chosen configuration with N
+seeds and tabulates mean ± std.  A killed or interrupted run continues with ``--resume`` (same
+``--storage-path``): finished trials are not rerun, teachers are reused, and the searcher's and
+scheduler's state are restored, so it writes the table.md an uninterrupted run writes.  A compact
+copy of a run (``sweeps/report.py RUN --compact-copy DIR``) resumes elsewhere: the cells it
+records as complete are kept.  ``--resume`` on a directory with no run is an error;
+``--resume-or-start`` starts one there instead.
 
 Output: one line per trial start and end, one summary per cell, the run's table at the end;
 ``--verbose`` adds Ray Tune's status tables (``--verbose 2``: every trial result too).
