@@ -48,7 +48,7 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     say = log or (lambda *_: None)
 
     tables, failed = [], []
-    for kind in ("table3", "table4", "table_true"):
+    for kind in ("table3", "table4", "table4_negative", "table_true"):
         try:
             table = main_table(run, kind)
         except Exception as exc:  # noqa: BLE001 - one broken table must not sink the report

@@ -132,6 +132,9 @@ KINDS = {
     "table4": ("Table 4: filtered Recall+@10 and NDCG+@10 (%) over the positively rated test answers",
                [("recall@10", "RC+ (%)"), ("ndcg@10", "NG+ (%)")], "test_positive",
                {"recall@10": "test/recall+@10", "ndcg@10": "test/ndcg+@10"}),
+    "table4_negative": ("Table 4 (continued): Recall−@10 and NDCG−@10 (%) over the test answers rated below 4",
+                        [("recall@10", "RC− (%)"), ("ndcg@10", "NG− (%)")], "test_negative",
+                        {"recall@10": "test/recall-@10", "ndcg@10": "test/ndcg-@10"}),
     "table_true": ("Table T (synthetic data): Recall@10 and NDCG@10 (%) against the true next item",
                    [("true:recall@10", "true RC (%)"), ("true:ndcg@10", "true NG (%)")], None,
                    {"true:recall@10": "test/true:recall@10", "true:ndcg@10": "test/true:ndcg@10"}),
@@ -152,9 +155,18 @@ def has_truth(run: Run, dataset: str) -> bool:
     return "test/true:recall@10" in main and main["test/true:recall@10"].notna().any()
 
 
+def _mask(vectors: dict, mask_key: str | None):
+    if mask_key is None:
+        return slice(None)
+    if mask_key == "test_negative":
+        return ~np.asarray(vectors["test_positive"], dtype=bool)
+    return vectors[mask_key]
+
+
 def main_table(run: Run, kind: str = "table3") -> Table:
     title, metrics, mask_key, columns = KINDS[kind]
-    if kind == "table4":
+    negative = kind == "table4_negative"  # neither higher nor lower is simply better: no bold, no marks
+    if kind in ("table4", "table4_negative"):
         datasets = [d for d in run.datasets() if has_ratings(run, d)]
     elif kind == "table_true":
         datasets = [d for d in run.datasets() if has_truth(run, d)]
@@ -177,7 +189,7 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                 vectors, mask_key_here, test_name = across, None, "seeds"
             else:
                 mask_key_here, test_name = mask_key, "sequences"
-            for metric, label in metrics:
+            for metric, label in metrics if not negative else []:
                 for method, entry in significance_marks(vectors, metric, mask_key_here).items():
                     marks[(backbone, method, metric)] = entry
                     table.significance.append({
@@ -203,7 +215,7 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                                           seeds=len(values)))
                         continue
                     if vectors is not None and metric in vectors:
-                        mask = vectors[mask_key] if mask_key else slice(None)
+                        mask = _mask(vectors, mask_key)
                         chosen = vectors[metric][mask]
                         value = float(np.mean(chosen)) if np.size(chosen) else None
                     elif row is not None and pd.notna(row.get(columns[metric], np.nan)):
@@ -215,7 +227,15 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                     cells.append(Cell(value, mark=mark))
             block.append(cells)
             table.rows.append(([dataset_label(dataset) if i == 0 else "", method_label(method)], cells))
-        _bold_best(block)
+        if not negative:
+            _bold_best(block)
+    if negative:
+        table.notes = ["RC− = Recall@10 and NG− = NDCG@10 over the test answers rated below 4 only: how well a method "
+                       "predicts interactions the user then rated poorly. Read it beside Table 4: a method whose gain "
+                       "over Base is larger on + than on − ranks the well-rated answers higher, which is the paper's "
+                       "claim of robustness to noisy feedback.",
+                       "No bold and no significance marks: a higher score here is not simply better."]
+        return table
     table.notes = [
         "RC = Recall@10, NG = NDCG@10" + (", + = over positively rated test answers only" if kind == "table4" else "")
         + (", true = against the true next item the generator recorded (before noise)" if kind == "table_true"

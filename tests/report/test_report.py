@@ -87,6 +87,18 @@ def test_table4_pairs_only_positive_sequences(fake_run, fake_report):
     assert "RC+ (%)" in table
 
 
+def test_table4_negative_reads_the_poorly_rated_answers(fake_run, fake_report):
+    table = (fake_report.parent / "table4_negative.md").read_text()
+    with np.load(fake_run / "best" / "synthetic__sasrec__base.npz") as best:
+        ranks, positive = best["test_ranks"], best["test_positive"]
+    expected = 100 * ndcg_at_k(ranks[~positive], 10).mean()
+    row = [line for line in table.splitlines() if "| Base |" in line][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[-1] == f"{expected:.2f}"  # no bold, no mark
+    assert "RC− (%)" in table and "**" not in table.split("\n\n", 1)[1].split("RC− =")[0]
+    assert "*" not in "".join(line for line in table.splitlines() if line.startswith("|  |"))
+
+
 def test_table5_lists_teachers_next_to_base(fake_report):
     table = (fake_report.parent / "table5.md").read_text()
     assert "Base (student)" in table
