@@ -62,9 +62,8 @@ def seed_rows(cell: pd.DataFrame) -> pd.DataFrame | None:
     if "status" in replicates:
         replicates = replicates[replicates["status"] == "completed"]
     searched = cell[cell[REPLICATE_COLUMN].isna()]
-    flagged = searched[searched["is_best"].fillna(False).astype(bool)] if "is_best" in searched else searched.iloc[0:0]
-    first = flagged if len(flagged) else searched.iloc[0:0]
-    if not len(first):
+    first = searched[searched["is_best"].fillna(False).astype(bool)] if "is_best" in searched else searched.iloc[0:0]
+    if not len(first):  # rows not yet flagged (a sweep's own result): the best completed one
         best = best_row(searched[searched["status"] == "completed"] if "status" in searched else searched)
         first = searched.iloc[0:0] if best is None else best.to_frame().T
     ordered = replicates.assign(_seed=replicates[REPLICATE_COLUMN].astype(int)).sort_values("_seed")

@@ -54,7 +54,39 @@ def rung_cutoff(values: list[float], reduction_factor: float, mode: str = "max")
     return float(np.percentile(np.asarray(values, dtype=float), quantile))
 
 
-class BatchRungStopper(FIFOScheduler):
+class _JsonState:
+    """A scheduler whose decisions survive ``Tuner.restore``: its state lives in ``state_path``
+    (JSON, written atomically after every change) and is read back on first use.  A pickled copy
+    (what the Tuner restores) forgets it has loaded, so it reads the file, which is newer than any
+    pickle.  Subclasses say what the state is (:meth:`_state`) and how to take it back (:meth:`_restore`)."""
+
+    state_path: str
+    _loaded: bool = False
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_loaded"] = False
+        return state
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        path = Path(self.state_path)
+        if path.is_file():
+            self._restore(json.loads(path.read_text()))
+
+    def _save(self) -> None:
+        write_atomic(self.state_path, json.dumps(self._state(), sort_keys=True))
+
+    def _state(self) -> dict:
+        raise NotImplementedError
+
+    def _restore(self, state: dict) -> None:
+        raise NotImplementedError
+
+
+class BatchRungStopper(_JsonState, FIFOScheduler):
     """Successive halving against earlier batches only: decisions that do not depend on timing.
 
     Trials are numbered in the order Tune adds them (the searcher's suggestion order) and batch
@@ -77,7 +109,6 @@ class BatchRungStopper(FIFOScheduler):
         self._order: list[str] = []
         self._rungs: dict[str, dict[str, float]] = {str(m): {} for m in self.milestones}
         self._decisions: dict[str, str] = {}
-        self._loaded = False
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         if self._metric is None:
@@ -86,25 +117,13 @@ class BatchRungStopper(FIFOScheduler):
             self._mode = mode
         return True
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_loaded"] = False  # a restored copy reads the state file, which is newer than any pickle
-        return state
+    def _state(self) -> dict:
+        return {"order": self._order, "rungs": self._rungs, "decisions": self._decisions}
 
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        path = Path(self.state_path)
-        if path.is_file():
-            state = json.loads(path.read_text())
-            self._order = list(state["order"])
-            self._rungs = {str(k): dict(v) for k, v in state["rungs"].items()}
-            self._decisions = dict(state["decisions"])
-
-    def _save(self) -> None:
-        write_atomic(self.state_path, json.dumps(
-            {"order": self._order, "rungs": self._rungs, "decisions": self._decisions}, sort_keys=True))
+    def _restore(self, state: dict) -> None:
+        self._order = list(state["order"])
+        self._rungs = {str(k): dict(v) for k, v in state["rungs"].items()}
+        self._decisions = dict(state["decisions"])
 
     def batch_of(self, trial_id: str) -> int:
         if trial_id not in self._order:  # a trial restored without on_trial_add
@@ -234,7 +253,7 @@ def batched(searcher: Searcher, batch_size: int, max_concurrent: int | None = No
     return limited if not max_concurrent else ConcurrencyLimiter(limited, max_concurrent=max_concurrent)
 
 
-class ResumableASHA(ASHAScheduler):
+class ResumableASHA(_JsonState, ASHAScheduler):
     """ASHA whose rungs and decisions survive ``Tuner.restore``, kept in ``state_path`` (JSON).
 
     A decision already taken for (trial, iteration) is replayed as it was; the others are taken
@@ -247,28 +266,15 @@ class ResumableASHA(ASHAScheduler):
         super().__init__(**kwargs)
         self.state_path = state_path
         self._decisions: dict[str, str] = {}
-        self._loaded = False
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_loaded"] = False  # a restored copy reads the state file, which is newer than any pickle
-        return state
+    def _state(self) -> dict:
+        rungs = [[[milestone, recorded] for milestone, recorded in bracket._rungs] for bracket in self._brackets]
+        return {"decisions": self._decisions, "rungs": rungs}
 
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        path = Path(self.state_path)
-        if not path.is_file():
-            return
-        state = json.loads(path.read_text())
+    def _restore(self, state: dict) -> None:
         self._decisions = dict(state["decisions"])
         for bracket, rungs in zip(self._brackets, state["rungs"]):
             bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
-
-    def _save(self) -> None:
-        rungs = [[[milestone, recorded] for milestone, recorded in bracket._rungs] for bracket in self._brackets]
-        write_atomic(self.state_path, json.dumps({"decisions": self._decisions, "rungs": rungs}))
 
     def _bracket_of(self, trial) -> None:
         if trial.trial_id not in self._trial_info:  # a trial restored without on_trial_add
