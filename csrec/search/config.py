@@ -134,7 +134,7 @@ class SweepConfig:
             raise ValueError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
-        _check_schedule(self.schedule, self.batch_size)
+        _check_sweep_options(self)
 
     @property
     def fixed(self) -> tuple[str, ...]:
@@ -212,9 +212,7 @@ class GridConfig:
             raise ConfigError(f"unknown verbosity {self.verbose!r}; valid: {', '.join(map(str, VERBOSITY))}")
         if self.search not in SEARCHES:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
-        _check_schedule(self.schedule, self.batch_size)
-        _check_seeds(self.seeds)
-        _check_protocol(self.protocol)
+        _check_sweep_options(self)
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -322,21 +320,16 @@ class GridConfig:
         )
 
 
-def _check_schedule(schedule: str, batch_size: int) -> None:
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"--batch-size must be a whole number of trials, at least 1, got {batch_size!r}")
-
-
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-
-
-def _check_seeds(seeds: int) -> None:
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"--seeds must be a whole number of seeds, at least 1, got {seeds!r}")
+def _check_sweep_options(config: "SweepConfig | GridConfig") -> None:
+    """The options a cell and a grid share: schedule, batch size, seeds, protocol."""
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {config.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    for name, what in (("batch_size", "trials"), ("seeds", "seeds")):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of {what}, at least 1, got {value!r}")
+    if config.protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {config.protocol!r}; valid: {', '.join(PROTOCOLS)}")
 
 
 def _names(value: str | None, smoke, every, what: str) -> tuple[str, ...]:

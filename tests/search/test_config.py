@@ -44,6 +44,17 @@ def test_sweep_config_checks_its_search():
     assert SweepConfig(grid={"beta": (0.25, 0.5)}).search == "grid"
 
 
+@pytest.mark.parametrize("options,message", [
+    ({"schedule": "fast"}, "unknown schedule 'fast'"), ({"batch_size": 0}, "--batch-size must be"),
+    ({"seeds": 0}, "--seeds must be"), ({"seeds": 2.5}, "--seeds must be"), ({"protocol": "x"}, "unknown protocol"),
+])
+def test_cell_and_grid_check_the_same_sweep_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig(**options)
+    with pytest.raises(ValueError, match=message):
+        GridConfig(datasets=("synthetic",), backbones=("gru4rec",), **options)
+
+
 def test_every_grid_option_has_help_and_fixed_sets_have_choices():
     from csrec.search import grid_parser
     from csrec.search.config import VERBOSITY
