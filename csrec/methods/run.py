@@ -88,7 +88,8 @@ class SoftLabelLoss:
         return teacher_probs
 
 
-def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool) -> tuple[SoftLabelStore, list[dict]]:
+def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool,
+                       score_ensemble: bool = False) -> tuple[SoftLabelStore, list[dict]]:
     """Train (or fetch) the method's teachers and build its soft-label store."""
     method = config.method
     fingerprint = store_fingerprint(config, data)
@@ -106,8 +107,9 @@ def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: Tea
         temperature=method.temperature, top_k=method.store_top_k, device=config.train.torch_device(),
         fingerprint=fingerprint, weights=None if weights is None else list(weights),
     )
-    ensemble = TeacherEnsemble([t.model for t in teachers], method.ensemble, method.temperature, weights)
-    store.meta["ensemble_test"] = evaluate(ensemble, data, "test", device=config.train.torch_device()).metrics
+    if score_ensemble:  # one test pass through every teacher: only where a result reports it (csrec.fit)
+        ensemble = TeacherEnsemble([t.model for t in teachers], method.ensemble, method.temperature, weights)
+        store.meta["ensemble_test"] = evaluate(ensemble, data, "test", device=config.train.torch_device()).metrics
     infos = [dict(t.info, key=t.key, role="main" if t.spec.robust else "teacher") for t in teachers]
     for t in teachers:
         if t.spec.robust:  # CSRec-T: report the side teacher g2 too (Table 5 lists every teacher)
@@ -137,7 +139,7 @@ def run_method(
                 pool.get(spec, data, config.train)
             teacher_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            store, infos = build_method_store(config, data, pool)
+            store, infos = build_method_store(config, data, pool, score_ensemble=True)
             soft_label_seconds = time.perf_counter() - started
         if store.n_rows != data.n_train_targets:
             raise ValueError(f"soft-label store has {store.n_rows} rows but the data has {data.n_train_targets} training targets")
