@@ -4,6 +4,7 @@
                                    [--beta 0.5] [--temperature 3] [--rerun]
                                    [--model KEY=VALUE ...] [--patience 10] [--tag NAME]
                                    [--protocol authors --tag authors]
+                                   [--set ensemble=logits --tag authors-logits]
 
 Base and CSRec-M run with several seeds (mean ± std); seed index i trains the student with seed
 2022 + i and CSRec-M's teachers with seeds 1000 + 10·i + k.  SoftRec, CSRec-D and CSRec-T run
@@ -16,7 +17,8 @@ bench/results/lastfm_methods.md covers every backbone with runs on disk at this 
 
 A variant of the defaults (``--model dropout=0.2``, ``--patience 20``, ``--protocol authors``: the
 authors' batches, lr, epoch counts without early stopping, ensemble weights and CSRec-T max, see
-csrec.experiment.protocol) needs a ``--tag``: its runs
+csrec.experiment.protocol; ``--set KEY=VALUE`` for any other training or method parameter, such as
+one of the preset's choices undone) needs a ``--tag``: its runs
 are kept as lastfm-<backbone>-<method>-<tag>-seed<seed>.json and tabulated into
 bench/results/lastfm_methods_<tag>.md, beside (never mixed with) the default setting's.
 """
@@ -68,14 +70,22 @@ def same_setting(saved: dict, args: argparse.Namespace) -> bool:
         return False
     if any(saved["config"]["model"].get(k) != v for k, v in args.model.items()):
         return False
+    sections = [saved["config"][name] for name in ("train", "method", "data")]
+    if any(next((s[k] for s in sections if k in s), None) != _jsonable(v) for k, v in args.settings.items()):
+        return False
     return (method["name"] == "base" or
             (abs(method["beta"] - args.beta) < 1e-9 and abs(method["temperature"] - args.temperature) < 1e-9
              and abs(method["alpha"] - args.alpha) < 1e-9))
 
 
-def _model_overrides(pairs: list[str]) -> dict:
+def _jsonable(value):
+    """A --set value as a saved config holds it (tuples come back from JSON as lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _key_values(pairs: list[str], flag: str) -> dict:
     try:
-        return parse_key_values(pairs, "--model")
+        return parse_key_values(pairs, flag)
     except CSRecError as exc:
         raise SystemExit(f"lastfm_methods.py: {exc}") from None
 
@@ -104,14 +114,22 @@ def main() -> None:
                         help="backbone hyperparameter for every run (repeatable; needs --tag)")
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 10; the protocol's own)")
     parser.add_argument("--protocol", default="csrec", choices=PROTOCOLS, help="training preset (default: csrec)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="training or method parameter for every run, e.g. ensemble=logits (repeatable; needs --tag)")
     parser.add_argument("--tag", default="", help="name of a variant setting (its own run files and table)")
     args = parser.parse_args()
-    args.model = _model_overrides(args.model)
-    if (args.model or args.patience not in (None, 10) or args.protocol != "csrec") and not args.tag:
-        raise SystemExit("lastfm_methods.py: --model / --patience / --protocol other than the defaults need a --tag")
+    args.model = _key_values(args.model, "--model")
+    args.settings = _key_values(args.settings, "--set")
+    if (args.model or args.settings or args.patience not in (None, 10) or args.protocol != "csrec") and not args.tag:
+        raise SystemExit("lastfm_methods.py: --model / --set / --patience / --protocol other than the defaults need a --tag")
     explicit = {k: v for k, v in (("epochs", args.epochs), ("patience", args.patience)) if v is not None}
     if args.protocol == "csrec":
         explicit = {"epochs": 200, "patience": 10, **explicit}
+    try:
+        csrec.make_config("lastfm", "gru4rec", "base", **args.settings)
+    except CSRecError as exc:
+        raise SystemExit(f"lastfm_methods.py: --set: {exc}") from None
+    explicit = {**explicit, **args.settings}
     args.overrides = explicit
     resolved = csrec.make_config("lastfm", "gru4rec", "base", protocol=args.protocol, **explicit).train
     args.resolved = {"patience": resolved.patience, "batch_unit": resolved.batch_unit, "lr": resolved.lr,
@@ -169,7 +187,7 @@ def write_table(args: argparse.Namespace) -> None:
                            "paper NDCG@10", "teachers' own test Recall@10 %",
                            "teachers' ensemble test Recall@10 %", "student s per train epoch",
                            "wall s per run (teachers trained in it incl.)"], rows)
-    variant = "".join(f", {k} = {v}" for k, v in args.model.items())
+    variant = "".join(f", {k} = {v}" for k, v in {**args.model, **args.settings}.items())
     train = args.resolved
     if args.protocol == "authors":
         protocol = ("the authors' protocol (csrec.experiment.protocol): weighted probability ensemble "
