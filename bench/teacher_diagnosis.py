@@ -12,6 +12,12 @@ already trained costs nothing.  Per setting: each teacher's own test Recall@10 w
 last epoch, the test Recall@10 of the two teachers' ensemble (as that protocol's student reads it:
 mean of logits for csrec's default, weighted mean of tempered probabilities for the authors'),
 and Base under the same protocol (from bench/results/runs/ when ``lastfm_methods.py`` ran it).
+
+Leave-one-out takes each sub-session's test answer from the end of that same sub-session, so a
+teacher trained on a p-subsample has seen the earlier items of 80% of the test sub-sessions and
+none of the other 20%.  The second table splits each teacher's test Recall@10 into the
+sub-sessions of its own subsample and the rest, and the ensemble's by how many of its teachers
+saw the sub-session (both, one, none).
 Writes bench/results/teacher_diagnosis.md after every setting.
 """
 
@@ -29,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
 from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # noqa: E402
 from csrec.evaluation import evaluate  # noqa: E402
+from csrec.metrics import per_sequence_metrics  # noqa: E402
 from csrec.methods import TeacherPool, teacher_specs  # noqa: E402
 from csrec.methods.ensemble import TeacherEnsemble  # noqa: E402
 
@@ -59,15 +66,42 @@ def run_setting(name: str, backbone: str, data, pool: TeacherPool, data_dir: str
     config = csrec.make_config("lastfm", backbone, "csrec-d", data_dir=data_dir, protocol=protocol, progress=False,
                                **overrides)
     started = time.perf_counter()
-    teachers = [pool.get(spec, data, config.train) for spec in teacher_specs(config)]
+    specs = teacher_specs(config)
+    teachers = [pool.get(spec, data, config.train) for spec in specs]
     method = config.method
     ensemble = TeacherEnsemble([t.model for t in teachers], method.ensemble, method.temperature,
                                None if method.ensemble_weights is None else list(method.ensemble_weights))
-    metrics = evaluate(ensemble, data, "test", device=config.train.torch_device()).metrics
-    return {"setting": name, "protocol": protocol, "teachers": [t.info for t in teachers], "ensemble": metrics,
+    device = config.train.torch_device()
+    result = evaluate(ensemble, data, "test", device=device)
+    seen = np.zeros((len(specs), data.n_sequences), dtype=bool)
+    for k, spec in enumerate(specs):
+        seen[k, data.subsample(spec.subsample, spec.subsample_seed)] = True
+    hits = [_hits(evaluate(t.model, data, "test", device=device).ranks) for t in teachers]
+    split = {"teachers": [{"seen": float(h[s].mean() * 100), "unseen": float(h[~s].mean() * 100),
+                           "n_unseen": int((~s).sum())} for h, s in zip(hits, seen)]}
+    ensemble_hits, seen_by = _hits(result.ranks), seen.sum(axis=0)
+    split["ensemble"] = {int(n): [float(ensemble_hits[seen_by == n].mean() * 100), int((seen_by == n).sum())]
+                         for n in range(len(specs), -1, -1) if (seen_by == n).any()}
+    return {"setting": name, "protocol": protocol, "teachers": [t.info for t in teachers], "ensemble": result.metrics,
+            "split": split,
             "ensemble_mode": method.ensemble, "weights": method.ensemble_weights, "wall_s": time.perf_counter() - started,
             "train": {k: getattr(config.train, k) for k in ("lr", "batch_size", "batch_unit", "epochs", "patience",
                                                               "subset_validation")}}
+
+
+def _hits(ranks: np.ndarray) -> np.ndarray:
+    return per_sequence_metrics(ranks, (10,))["recall@10"]
+
+
+def split_table(results: list[dict]) -> str:
+    """Each teacher's test Recall@10 on the sub-sessions it trained on vs the rest, and the ensemble's."""
+    rows = []
+    for r in results:
+        t, e = r["split"]["teachers"], r["split"]["ensemble"]
+        rows.append([r["setting"], *[f"{x['seen']:.2f} / {x['unseen']:.2f} ({x['n_unseen']:,})" for x in t],
+                     *[f"{e[n][0]:.2f} ({e[n][1]:,})" if n in e else "" for n in (2, 1, 0)]])
+    return markdown_table(["setting", "teacher 1: seen / unseen sub-sessions (n unseen)", "teacher 2",
+                           "ensemble: seen by both (n)", "seen by one", "seen by neither"], rows)
 
 
 def table(results: list[dict], backbone: str) -> str:
@@ -109,8 +143,10 @@ def main() -> None:
     for name in names:
         results.append(run_setting(name, args.backbone, data, pool, args.data_dir))
         print(json.dumps({k: results[-1][k] for k in ("setting", "ensemble")}), flush=True)
-        write_result("teacher_diagnosis", "CSRec-D's p = 0.8 teachers under each protocol (Last.FM)",
-                     table(results, args.backbone))
+        body = (table(results, args.backbone) + "\n\nTest Recall@10 % split by whether the teacher trained on the "
+                "sub-session whose last item is the test answer (leave-one-out: the earlier items of the same "
+                "sub-session are its training targets):\n\n" + split_table(results))
+        write_result("teacher_diagnosis", "CSRec-D's p = 0.8 teachers under each protocol (Last.FM)", body)
 
 
 if __name__ == "__main__":
