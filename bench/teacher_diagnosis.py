@@ -53,9 +53,12 @@ SETTINGS = {
 
 def base_recall(backbone: str, protocol: str) -> str:
     """Base's test Recall@10 (%) under ``protocol`` from lastfm_methods.py's runs on disk."""
-    tag = "" if protocol == "csrec" else f"-{protocol}"
-    runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "runs").glob(f"lastfm-{backbone}-base{tag}-seed*.json"))]
-    if not runs:
+    # csrec's default runs are untagged, or tagged "csrec" when rerun beside a variant
+    for tag in (["-csrec", ""] if protocol == "csrec" else [f"-{protocol}"]):
+        runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "runs").glob(f"lastfm-{backbone}-base{tag}-seed*.json"))]
+        if runs:
+            break
+    else:
         return "(not run here)"
     values = np.array([r["test"]["recall@10"] for r in runs]) * 100
     return f"{values.mean():.2f}" + (f" ± {values.std(ddof=1):.2f} ({len(values)} seeds)" if len(values) > 1 else "")
