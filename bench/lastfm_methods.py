@@ -125,13 +125,12 @@ def main() -> None:
     explicit = {k: v for k, v in (("epochs", args.epochs), ("patience", args.patience)) if v is not None}
     if args.protocol == "csrec":
         explicit = {"epochs": 200, "patience": 10, **explicit}
-    try:
-        csrec.make_config("lastfm", "gru4rec", "base", **args.settings)
-    except CSRecError as exc:
-        raise SystemExit(f"lastfm_methods.py: --set: {exc}") from None
     explicit = {**explicit, **args.settings}
     args.overrides = explicit
-    resolved = csrec.make_config("lastfm", "gru4rec", "base", protocol=args.protocol, **explicit).train
+    try:
+        resolved = csrec.make_config("lastfm", "gru4rec", "base", protocol=args.protocol, **explicit).train
+    except CSRecError as exc:
+        raise SystemExit(f"lastfm_methods.py: --set: {exc}") from None
     args.resolved = {"patience": resolved.patience, "batch_unit": resolved.batch_unit, "lr": resolved.lr,
                      "batch_size": resolved.batch_size, "epochs": resolved.epochs}
     pool = TeacherPool(args.pool)

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_table, write_result  # noqa: E402
-from lastfm_methods import METHODS, PAPER  # noqa: E402
+from common import markdown_table, write_result  # noqa: E402
+from lastfm_methods import METHODS, PAPER, run_path  # noqa: E402
 
 #: tag → (what it is, the Base/SoftRec tag its gains are measured against)
 SETTINGS = {
@@ -44,7 +44,7 @@ SEED = 2022
 
 
 def load(backbone: str, method: str, tag: str) -> dict | None:
-    path = RESULTS / "runs" / f"lastfm-{backbone}-{method}-{tag}-seed{SEED}.json"
+    path = run_path(backbone, method, SEED, tag)
     return json.loads(path.read_text()) if path.exists() else None
 
 
