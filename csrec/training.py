@@ -7,20 +7,30 @@ function of (model, batch), so the CSRec student, the CSRec-T teacher and Base C
 
 Validation NDCG@10 is computed after every epoch; training stops after ``patience`` epochs
 without improvement and the best weights are restored before the single test pass.
+
+Training is resumable: with ``state_path``, :func:`train_model` writes its whole state after every
+epoch (weights, optimiser, the loss's own state, best epoch and weights, history and every random
+generator) and a later call that finds the file continues after that epoch.  On CPU the resumed run
+ends with the same weights, bit for bit, as one that was never stopped, so an interrupted Yelp-sized
+trial or teacher loses at most one epoch.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
+from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
 from csrec.evaluation import evaluate
@@ -196,12 +206,17 @@ def train_model(
     params: list[torch.nn.Parameter] | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
     label: str = "train",
+    state_path: str | os.PathLike | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place with early stopping on validation; restores the best weights.
 
     ``sequence_subset`` restricts training (and, with ``config.subset_validation``, validation) to
     those sub-sessions (CSRec-D).
-    ``params`` are the parameters to optimise (default: the model's; CSRec-T adds its noise model).
+    ``params`` are the parameters to optimise (default: the model's; CSRec-T adds its noise model,
+    whose state travels with the loss: a loss with ``state_dict``/``load_state_dict`` is resumed too).
+    ``state_path``: after every epoch (before ``on_epoch``) the training state is written there
+    atomically; if the file exists when training starts, training continues after its epoch
+    (``on_epoch`` is called only for the epochs run in this call).  The file is left in place.
     """
     config.validate()
     device = config.torch_device()
@@ -219,7 +234,30 @@ def train_model(
     history: list[EpochLog] = []
     started = time.perf_counter()
     stopped_early = False
-    for epoch in range(1, config.epochs + 1):
+    state_path = Path(state_path) if state_path is not None else None
+    identity = _state_identity(config, sequence_subset)
+    first_epoch, earlier_seconds = 1, 0.0
+    if state_path is not None and state_path.is_file():
+        state = _read_state(state_path, identity)
+        try:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            if state["loss"] is not None:
+                loss_fn.load_state_dict(state["loss"])
+        except (RuntimeError, ValueError, KeyError, AttributeError) as error:
+            raise ConfigError(f"{state_path}: the saved training state does not fit this model ({error}); "
+                              "delete the file to train from scratch") from None
+        best_value, best_epoch, best_state = state["best_value"], state["best_epoch"], state["best_state"]
+        history = [EpochLog(**entry) for entry in state["history"]]
+        _set_random_state(rng, state["random"])
+        first_epoch, earlier_seconds = state["epoch"] + 1, state["seconds"]
+        # Stopped, or out of epochs, at the saved epoch: nothing left to train.
+        stopped_early = bool(config.patience) and state["epoch"] - best_epoch >= config.patience
+        if config.progress:
+            print(f"[{label}] resumed after epoch {state['epoch']} from {state_path}", file=sys.stderr, flush=True)
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stopped_early:
+            break
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -256,6 +294,15 @@ def train_model(
                 f"({t1 - t0:.1f}s + {t2 - t1:.1f}s)",
                 file=sys.stderr, flush=True,
             )
+        if state_path is not None:
+            _write_state(state_path, {
+                "version": TRAINING_STATE_VERSION, "identity": identity, "epoch": epoch,
+                "seconds": earlier_seconds + time.perf_counter() - started,
+                "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "loss": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
+                "best_value": best_value, "best_epoch": best_epoch, "best_state": best_state,
+                "history": [dataclasses.asdict(entry) for entry in history], "random": _random_state(rng),
+            })
         if on_epoch is not None:
             on_epoch(log)
         if config.patience and epoch - best_epoch >= config.patience:
@@ -264,7 +311,64 @@ def train_model(
     if best_state is not None:
         model.load_state_dict(best_state)
     optimiser.zero_grad(set_to_none=True)  # a trained model carries no stale gradients
-    return TrainOutcome(best_epoch, best_value, history, time.perf_counter() - started, stopped_early)
+    seconds = earlier_seconds + time.perf_counter() - started
+    return TrainOutcome(best_epoch, best_value, history, seconds, stopped_early)
+
+
+# --- the resumable training state --------------------------------------------------------------
+#: Format of the file ``train_model(state_path=...)`` writes (bumped when its content changes).
+TRAINING_STATE_VERSION = 1
+#: TrainConfig fields a resumed run may change: how long it trains, where, and what it prints.
+_RESUMABLE_CHANGES = ("epochs", "patience", "device", "progress")
+
+
+def _state_identity(config: TrainConfig, sequence_subset) -> dict:
+    """What a saved state must match to be continued: the training configuration (less what may
+    change between calls) and the training sub-sessions."""
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_CHANGES}
+    subset = None if sequence_subset is None else np.asarray(sequence_subset, dtype=np.int64)
+    return {"config": fields, "subset": None if subset is None else [int(len(subset)), int(subset.sum())]}
+
+
+def _random_state(rng: np.random.Generator) -> dict:
+    return {
+        "batches": rng.bit_generator.state, "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_random_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state["batches"]
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:  # an interruption leaves the previous epoch's state whole
+        torch.save(state, tmp)
+
+
+def _read_state(path: Path, identity: dict) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ConfigError(f"{path}: not a readable training state ({type(error).__name__}: {error}); "
+                          "delete it to train from scratch") from None
+    if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
+        raise ConfigError(f"{path}: training state of another format (version {state.get('version') if isinstance(state, dict) else '?'}, "
+                          f"expected {TRAINING_STATE_VERSION}); delete it to train from scratch")
+    if state["identity"] != identity:
+        saved, now = state["identity"], identity
+        changed = sorted(k for k in set(saved["config"]) | set(now["config"])
+                         if saved["config"].get(k) != now["config"].get(k))
+        if saved["subset"] != now["subset"]:
+            changed.append("training sub-sessions")
+        raise ConfigError(f"{path}: saved by a different training run (differs in: {', '.join(changed)}); "
+                          "delete it to train from scratch")
+    return state
 
 
 def _take(split, index: np.ndarray):

@@ -249,3 +249,87 @@ def test_a_subset_model_validates_on_its_subset_or_on_every_sequence(small_data,
     assert logged == evaluate(model, small_data, "valid", eval_split=split).metrics
     other = full if subset_validation else _take(full, subset)
     assert logged != evaluate(model, small_data, "valid", eval_split=other).metrics
+
+
+# --- resumable training ---------------------------------------------------------------------------
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(epoch: int):
+    def on_epoch(log) -> None:
+        if log.epoch == epoch:
+            raise _Interrupt  # after the state of this epoch was written: a kill between epochs
+    return on_epoch
+
+
+@pytest.mark.parametrize("name", ["gru4rec", "cl4srec", "bert4rec"])
+def test_interrupted_and_resumed_training_ends_bit_for_bit_where_an_uninterrupted_one_does(small_data, tmp_path, name):
+    """Random batches, dropout, CL4SRec's augmentations and BERT4Rec's masks all continue their
+    random streams: the resumed run's weights, history and best epoch are the uninterrupted run's."""
+    config = TrainConfig(epochs=4, patience=0, batch_size=16, progress=False, seed=5)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_backbone(name, small_data.n_items, small_data.max_len)
+
+    straight = fresh()
+    expected = train_model(straight, small_data, config)
+    state = tmp_path / "state.pt"
+    resumed = fresh()
+    with pytest.raises(_Interrupt):
+        train_model(resumed, small_data, config, state_path=state, on_epoch=_interrupt_at(2))
+    seen = []
+    resumed = fresh()  # a new process: a new model object, the saved state is all that carries over
+    outcome = train_model(resumed, small_data, config, state_path=state, on_epoch=lambda log: seen.append(log.epoch))
+    assert seen == [3, 4]  # only the epochs this call ran
+    assert [h.train_loss for h in outcome.history] == [h.train_loss for h in expected.history]
+    assert (outcome.best_epoch, outcome.best_value) == (expected.best_epoch, expected.best_value)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_resuming_a_robust_teacher_continues_its_noise_model_and_running_max(small_data, tmp_path):
+    from csrec.methods.teachers import NoiseMatrix, RobustTeacherLoss
+
+    config = TrainConfig(epochs=3, patience=0, batch_size=16, progress=False, seed=1)
+    torch.manual_seed(3)
+    side = build_backbone("gru4rec", small_data.n_items, small_data.max_len)
+
+    def run(state_path=None, on_epoch=None):
+        torch.manual_seed(0)
+        model = build_backbone("gru4rec", small_data.n_items, small_data.max_len)
+        noise = NoiseMatrix(small_data.n_items, 64, column_max="running")
+        loss = RobustTeacherLoss(side, noise, alpha=0.5)
+        outcome = train_model(model, small_data, config, loss_fn=loss, params=list(model.parameters()) + list(noise.parameters()),
+                              state_path=state_path, on_epoch=on_epoch)
+        return model, noise, outcome
+
+    model, noise, expected = run()
+    state = tmp_path / "teacher.state.pt"
+    with pytest.raises(_Interrupt):
+        run(state, _interrupt_at(1))
+    model_r, noise_r, outcome = run(state)
+    assert [h.train_loss for h in outcome.history] == [h.train_loss for h in expected.history]
+    assert torch.equal(noise.running_max, noise_r.running_max) and torch.equal(noise.observed, noise_r.observed)
+    assert all(torch.equal(v, model_r.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_a_finished_state_trains_nothing_more_and_a_foreign_state_is_refused(small_data, tmp_path):
+    config = TrainConfig(epochs=30, patience=1, batch_size=16, progress=False, lr=0.5)  # stops early
+    state = tmp_path / "state.pt"
+    first = train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data, config, state_path=state)
+    assert first.stopped_early
+    calls = []
+    again = train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data, config,
+                        state_path=state, on_epoch=calls.append)
+    assert calls == [] and again.stopped_early and again.best_epoch == first.best_epoch
+    with pytest.raises(ConfigError, match=r"state\.pt: saved by a different training run \(differs in: lr\)"):
+        train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data,
+                    TrainConfig(epochs=30, patience=1, batch_size=16, progress=False, lr=0.1), state_path=state)
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len, {"embedding_dim": 32}),
+                    small_data, config, state_path=state)
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable training state"):
+        train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data, config, state_path=state)

@@ -125,7 +125,12 @@ def run_method(
     store: SoftLabelStore | None = None,
     teacher_infos: list[dict] | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    state_path=None,
 ) -> MethodOutcome:
+    """Train ``config``'s student (teachers and soft labels first, from ``pool`` or trained).
+
+    ``state_path`` makes the student's training resumable (:func:`csrec.training.train_model`).
+    """
     method = config.method
     pool = pool if pool is not None else TeacherPool()
     teacher_seconds = soft_label_seconds = 0.0
@@ -150,7 +155,7 @@ def run_method(
     np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())
     label = f"{config.backbone} {method.name} student"
-    outcome = train_model(student, data, config.train, loss_fn, on_epoch=on_epoch, label=label)
+    outcome = train_model(student, data, config.train, loss_fn, on_epoch=on_epoch, label=label, state_path=state_path)
     return MethodOutcome(
         student=student, train=outcome, teachers=infos, teacher_seconds=teacher_seconds,
         soft_label_seconds=soft_label_seconds, store_bytes=0 if store is None else store.nbytes,

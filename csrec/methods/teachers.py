@@ -142,6 +142,15 @@ class NoiseMatrix(nn.Module):
         self._argmax: torch.Tensor | None = None
         self._steps = 0
 
+    def get_extra_state(self) -> dict:
+        """The column max's bookkeeping, saved with the parameters so resumed training continues it."""
+        return {"running_max": self.running_max.detach().clone(), "argmax": self._argmax, "steps": self._steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.running_max = state["running_max"].to(self.observed.device)
+        self._argmax = None if state["argmax"] is None else state["argmax"].to(self.observed.device)
+        self._steps = int(state["steps"])
+
     def rows(self, observed_items: torch.Tensor) -> torch.Tensor:
         """h̃_{i,·} for each 0-based observed item i: [N, n_items]."""
         return self.observed[observed_items] @ self.preferred.t()
@@ -182,6 +191,14 @@ class RobustTeacherLoss:
         for p in side.parameters():
             p.requires_grad_(False)
 
+    def state_dict(self) -> dict:
+        """What resumed training needs besides the model and optimiser: the noise model (g2 is frozen)."""
+        return {"noise": None if self.noise is None else self.noise.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise"])
+
     def __call__(self, model: SequentialRecommender, batch: Batch):
         reps, targets = model.training_representations(batch.inputs, batch.targets)
         self.side.eval()
@@ -208,9 +225,10 @@ class TrainedTeacher:
 
 def train_teacher(
     spec: TeacherSpec, data: SequenceData, train: TrainConfig, side: SequentialRecommender | None = None,
-    on_epoch=None, *, sequence_subset=None, prepare=None,
+    on_epoch=None, *, sequence_subset=None, prepare=None, state_path=None,
 ) -> TrainedTeacher:
-    """Train one teacher from scratch (the side teacher of a robust one must be given).
+    """Train one teacher from scratch, or from ``state_path`` if an interrupted run left one there
+    (see :func:`csrec.training.train_model`; the side teacher of a robust one must be given).
 
     Data-parallel training (:mod:`csrec.sweep.teachers`) plugs in here: ``sequence_subset``
     replaces the teacher's own training sequences (one rank's share), and ``prepare(model,
@@ -237,7 +255,8 @@ def train_teacher(
     started = time.perf_counter()
     kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
     outcome = train_model(model, data, train, sequence_subset=subset if sequence_subset is None else sequence_subset,
-                          params=params, on_epoch=on_epoch, label=f"teacher {spec.describe()}", **kwargs)
+                          params=params, on_epoch=on_epoch, label=f"teacher {spec.describe()}",
+                          state_path=state_path, **kwargs)
     device = train.torch_device()
     info = {
         "spec": spec.to_dict(),
@@ -264,6 +283,15 @@ class TeacherPool:
     def path(self, key: str) -> Path | None:
         return None if self.directory is None else self.directory / f"teacher-{key}.pt"
 
+    def partial_path(self, key: str) -> Path | None:
+        """Where a teacher in training keeps its resumable state (removed once the teacher is saved)."""
+        return None if self.directory is None else self.directory / "partial" / f"teacher-{key}.state.pt"
+
+    def train(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig,
+              side: SequentialRecommender | None = None) -> TrainedTeacher:
+        """Train ``spec`` (not saved: see :meth:`save`), continuing an interrupted run of it if one left its state."""
+        return train_teacher(spec, data, train, side=side, state_path=self.partial_path(spec.key(data.fingerprint, train)))
+
     def has(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig) -> bool:
         key = spec.key(data.fingerprint, train)
         path = self.path(key)
@@ -278,7 +306,7 @@ class TeacherPool:
             teacher = self._load(path, spec, key, data)
         else:
             side = self.get(spec.side, data, train).model if spec.robust else None
-            teacher = train_teacher(spec, data, train, side=side)
+            teacher = self.train(spec, data, train, side=side)
             self.trained_here.append(key)
             if path is not None:
                 self.save(teacher)
@@ -290,6 +318,12 @@ class TeacherPool:
         assert path is not None
         with atomic_path(path) as tmp:  # a concurrent reader never sees half a checkpoint
             torch.save({"state": teacher.model.state_dict(), "info": teacher.info}, tmp)
+        partial = self.partial_path(teacher.key)
+        partial.unlink(missing_ok=True)
+        try:
+            partial.parent.rmdir()  # only when no other teacher is in training here
+        except OSError:
+            pass
         return path
 
     def _load(self, path: Path, spec: TeacherSpec, key: str, data: SequenceData) -> TrainedTeacher:

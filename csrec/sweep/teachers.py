@@ -126,7 +126,7 @@ def ensure_teacher(
             return dict(record, waited_s=waited)
         side = pool.get(spec.side, data, train).model if spec.robust else None
         started = time.perf_counter()
-        teacher = train_teacher(spec, data, dataclasses.replace(train, progress=False), side=side)
+        teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side)
         record.update(
             trained=True, seconds=time.perf_counter() - started, finished_at=time.time(),
             valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where(),

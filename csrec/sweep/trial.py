@@ -13,10 +13,13 @@ in the final checkpoint.
 A trial restored from its final checkpoint (the driver was killed after the trial finished and
 before Tune recorded that) returns at once: a finished trial is never trained again.
 
-Retries: ``run_method`` cannot resume a half-trained student (it builds the student itself and
-``on_epoch`` does not see it), so a retried trial restarts it from scratch with the same seed and
-skips re-reporting the epochs its checkpoint already covers: the iteration count seen by ASHA
-stays consistent and the replayed epochs are deterministic on CPU.
+Retries and resumed sweeps: every epoch's checkpoint carries the student's whole training state
+(``training_state.pt``: weights, optimiser, best epoch, random generators; see
+:func:`csrec.training.train_model`), so a retried or restored trial continues after its last
+reported epoch and ends with the weights an uninterrupted trial ends with.  A checkpoint without
+that file (written before it existed) restarts the student from scratch with the same seed and
+skips re-reporting the epochs it already covers, so the iteration count seen by the schedulers
+stays consistent.  ``attempts.log`` records, per attempt, where it started.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,6 +48,8 @@ from csrec.search.space import PARAMS
 from csrec.sweep.stores import fetch_store
 
 METRIC = "valid/best_ndcg@10"
+#: The student's training state in each epoch checkpoint (csrec.training.train_model's state file).
+TRAINING_STATE_FILE = "training_state.pt"
 #: The trial parameter of a seed replicate: its seed index (see ExperimentConfig.replicate).
 REPLICATE = "replicate"
 MODE = "max"
@@ -103,6 +109,14 @@ class SweepContext:
         return dataclasses.replace(self.base, method=method).replicate(int(params.get(REPLICATE) or 0))
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` with ``source``'s bytes: a hard link where the filesystem allows (no copy), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def _trial_dir() -> Path | None:
     try:
         path = tune.get_context().get_trial_dir()
@@ -129,21 +143,29 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
     torch.set_num_threads(max(1, int(ctx.trial_cpus)))
     config = ctx.config_for(params)
     reported_epochs = 0
+    # The student's training state lives here between epochs; each checkpoint carries a copy.
+    work = Path(tempfile.mkdtemp(prefix="csrec-trial-"))
+    state_path = work / TRAINING_STATE_FILE
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state_file = Path(directory) / "state.json"
             state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+            saved = Path(directory) / TRAINING_STATE_FILE
+            if saved.is_file() and not state.get("final"):
+                shutil.copyfile(saved, state_path)
         if state.get("final"):
             # The trial finished (its final result went with this checkpoint) but the driver was
             # killed before Tune recorded it as terminated: nothing left to train or report.
+            shutil.rmtree(work, ignore_errors=True)
             return
         reported_epochs = int(state.get("epoch", 0))
     trial_dir = _trial_dir()
-    if trial_dir is not None:  # one line per attempt: retries are visible after the fact
+    if trial_dir is not None:  # one line per attempt: retries and resumes are visible after the fact
         trial_dir.mkdir(parents=True, exist_ok=True)
+        start = ("resumed after epoch" if state_path.is_file() else "replays to epoch") if reported_epochs else "starts at epoch"
         with open(trial_dir / "attempts.log", "a") as handle:
-            handle.write(f"{time.time():.3f} pid={os.getpid()}\n")
+            handle.write(f"{time.time():.3f} pid={os.getpid()} {start} {reported_epochs or 1}\n")
 
     store = infos = None
     event = {"store": "none", "fingerprint": "", "teachers": []}
@@ -170,10 +192,14 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
         metrics.update({f"valid/{k}": v for k, v in log.valid.items()})
         with tempfile.TemporaryDirectory() as directory:
             Path(directory, "state.json").write_text(json.dumps({"epoch": log.epoch, "best": log.best_value}))
+            _link_or_copy(state_path, Path(directory) / TRAINING_STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
-                         on_epoch=on_epoch)
+    try:
+        outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
+                             on_epoch=on_epoch, state_path=state_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     device = config.train.torch_device()
     test = evaluate(outcome.student, data, "test", device=device)
     valid = evaluate(outcome.student, data, "valid", device=device)

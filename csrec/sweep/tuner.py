@@ -560,9 +560,12 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
             run_config.verbose = config.verbose  # this invocation's verbosity, not the first one's
             from ray.tune.logger import CSVLoggerCallback
 
-            callbacks = list(run_config.callbacks or [])
+            # csrec's own callbacks come new from this version: the pickled ones may come from an
+            # older csrec (missing attributes added since) or name a run directory since moved.
+            callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, (_OutcomeLog, _TrialLines))]
             if not any(isinstance(c, CSVLoggerCallback) for c in callbacks):  # a run started before they were explicit
-                run_config.callbacks = callbacks + _loggers()
+                callbacks += _loggers()
+            run_config.callbacks = _own_callbacks(exp_path, label, base.train.epochs) + callbacks
         return tuner
     if replicate_of is None:
         search_alg, param_space, num_samples = _search(config, base.train.seed, resources.max_concurrent_trials)
@@ -587,10 +590,13 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
             # num_to_keep=1: Tune snapshots the experiment state after every trial checkpoint, so a
             # trial's final report is on disk before a kill can make a restore rerun it.
             checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(label, base.train.epochs),
-                       *_loggers()],
+            callbacks=[*_own_callbacks(exp_path, label, base.train.epochs), *_loggers()],
         ),
     )
+
+
+def _own_callbacks(exp_path: Path, label: str, epochs: int) -> list:
+    return [_OutcomeLog(str(exp_path / OUTCOMES_FILE)), _TrialLines(label, epochs)]
 
 
 def _cell_label(config: SweepConfig) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,31 @@ def test_ensemble_weights_reach_the_store_and_its_fingerprint(tmp_path, data, me
         method_config("csrec-m", ensemble_weights=[0.5, 0.5])
     with pytest.raises(ConfigError, match="non-negative"):
         method_config("csrec-m", ensemble="probs", ensemble_weights=[-1.0, 2.0])
+
+
+def test_a_teacher_interrupted_in_training_resumes_from_its_partial_state(tmp_path, data, method_config):
+    """What a killed pool.get leaves (the state after epoch 1) is continued, not retrained, and the
+    teacher equals one trained without interruption; the partial state goes once the teacher is saved."""
+    from csrec.methods import train_teacher
+
+    config = method_config("csrec-m", num_teachers=1)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3, patience=0))
+    (spec,) = teacher_specs(config)
+    pool = TeacherPool(tmp_path / "pool")
+    key = spec.key(data.fingerprint, config.train)
+    partial = pool.partial_path(key)
+
+    def stop_after_first(log):
+        if log.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(spec, data, config.train, on_epoch=stop_after_first, state_path=partial)
+    assert partial.is_file() and not pool.has(spec, data, config.train)
+    resumed = pool.get(spec, data, config.train)
+    straight = TeacherPool(tmp_path / "other").get(spec, data, config.train)
+    assert resumed.info["epochs_run"] == straight.info["epochs_run"] > 1
+    assert resumed.info["test"] == straight.info["test"]
+    want = straight.model.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in resumed.model.state_dict().items())
+    assert _files(tmp_path / "pool") == [f"teacher-{key}.pt"]  # no partial state left behind

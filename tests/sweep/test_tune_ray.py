@@ -100,7 +100,7 @@ def test_concurrent_trials_share_one_soft_label_build(ray_session, tiny, tmp_pat
 
 def test_failing_trial_is_retried_then_recorded_while_the_sweep_completes(ray_session, tiny, tmp_path):
     """β = 0.5 always fails (retried once, then recorded); β = 0.75 fails once at epoch 2 and its
-    retry restarts from the epoch-1 checkpoint without reporting epoch 1 twice."""
+    retry resumes the student's training from the epoch-1 checkpoint, reporting epoch 1 once."""
     faults = [sweep.FailWhen({"beta": 0.5}), sweep.FailWhen({"beta": 0.75}, epoch=2, once=str(tmp_path / "once"))]
     result = sweep.tune(
         "synthetic", "gru4rec", "softrec", search="paper-grid", storage_path=tmp_path, temperature=3.0,
@@ -116,6 +116,7 @@ def test_failing_trial_is_retried_then_recorded_while_the_sweep_completes(ray_se
 
     assert len(attempts(0.5)) == 2  # first run + one retry (max_failures=1)
     assert len(attempts(0.75)) == 2 and len(attempts(0.25)) == 1
+    assert attempts(0.75)[0].endswith("starts at epoch 1") and attempts(0.75)[1].endswith("resumed after epoch 1")
     progress = pd.read_csv(Path(frame.loc[0.75, "trial_path"]) / "progress.csv")
     assert progress["training_iteration"].tolist() == [1, 2, 3]  # epochs 1, 2 and the final test report
     assert frame.loc[0.75, "training_iteration"] == tiny["epochs"] + 1
@@ -133,6 +134,24 @@ def test_existing_experiment_needs_resume(ray_session, tiny, tmp_path):
     assert again.trials["trial_id"].tolist() == first.trials["trial_id"].tolist()
     attempts = (Path(first.best_trial_path) / "attempts.log").read_text().splitlines()
     assert len(attempts) == 1
+
+
+def test_a_moved_run_directory_resumes_with_this_versions_callbacks(ray_session, tiny, tmp_path):
+    """Tune pickles a run's callbacks with it; a resume uses new ones, so a run directory that was
+    moved (or written by an older csrec, whose callbacks lack newer attributes) keeps logging in place."""
+    import shutil
+
+    from csrec.sweep.tuner import OUTCOMES_FILE
+
+    kwargs = dict(search="paper-grid", verbose=0, max_failures=0, fault=sweep.FailWhen({}, epoch=1), **dict(tiny, epochs=1))
+    first = sweep.tune("synthetic", "gru4rec", "base", storage_path=tmp_path / "before", **kwargs)
+    assert list(first.errors)
+    shutil.move(tmp_path / "before", tmp_path / "after")
+    again = sweep.tune("synthetic", "gru4rec", "base", storage_path=tmp_path / "after", resume=True, **kwargs)
+    assert list(again.errors) == list(first.errors)  # the errored trial was retried, and failed again
+    (outcomes,) = (tmp_path / "after").glob(f"*/{OUTCOMES_FILE}")
+    assert [json.loads(line)["event"] for line in outcomes.read_text().splitlines()] == ["error", "error"]
+    assert not (tmp_path / "before").exists()
 
 
 def test_grid_runs_sharing_a_teacher_pool_count_their_own_teachers(ray_session, tmp_path, grid_main):
