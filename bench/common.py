@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import resource
 import shlex
 import sys
 import tempfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from csrec.experiment import environment
+from csrec.experiment import environment, peak_rss_mib  # noqa: F401 - re-exported for the benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -29,10 +28,6 @@ def machine_line() -> str:
 
 def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mib() -> float:

@@ -6,8 +6,8 @@
   robustness curve that :mod:`csrec.report` draws).
 """
 
-from csrec.experiment.fit import FitResult, environment, fit, make_config
+from csrec.experiment.fit import FitResult, environment, fit, make_config, peak_rss_mib
 from csrec.experiment.robustness import DEFAULT_EPOCHS, DEFAULT_NOISE, run_robustness
 from csrec.methods.config import ExperimentConfig
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_NOISE", "ExperimentConfig", "FitResult", "environment", "fit", "make_config", "run_robustness"]
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_NOISE", "ExperimentConfig", "FitResult", "environment", "fit", "make_config", "peak_rss_mib", "run_robustness"]

@@ -204,6 +204,16 @@ def environment(device: torch.device | str = "cpu") -> dict:
     return info
 
 
+def peak_rss_mib() -> float:
+    """This process's resident-memory high-water mark, MiB (its whole life: a reused worker's
+    figure covers every task it ran)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:

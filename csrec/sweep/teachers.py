@@ -40,6 +40,7 @@ import torch
 
 from csrec.atomic import write_atomic
 from csrec.data.dataset import SequenceData, load_dataset
+from csrec.experiment.fit import peak_rss_mib
 from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
 from csrec.methods.teachers import TrainedTeacher
 from csrec.search.config import Resources
@@ -129,7 +130,8 @@ def ensure_teacher(
         teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side)
         record.update(
             trained=True, seconds=time.perf_counter() - started, finished_at=time.time(),
-            valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where(),
+            valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), peak_rss_mib=peak_rss_mib(),
+            **_where(),
         )
         _save_teacher(pool, teacher, record)
     return record
@@ -353,7 +355,8 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     teacher = dataclasses.replace(teacher, key=key, model=teacher.model.cpu())
     teacher.info["best_epoch"] += first_epoch
     record.update(trained=True, seconds=teacher.info["seconds"], finished_at=time.time(),
-                  valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), **_where())
+                  valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), peak_rss_mib=peak_rss_mib(),
+                  **_where())
     with file_lock(Path(cfg["pool_dir"]) / "locks" / f"{key}.lock"):
         if not pool.has(spec, data, train):
             _save_teacher(pool, teacher, record)

@@ -39,6 +39,7 @@ from ray import tune
 
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
+from csrec.experiment.fit import peak_rss_mib
 from csrec.experiment.protocol import protocol_settings
 from csrec.methods import run_method
 from csrec.methods.config import ExperimentConfig
@@ -188,7 +189,7 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
         if log.epoch <= reported_epochs:
             return  # a retry replays epochs its checkpoint already reported
         metrics = {"epoch": log.epoch, "train_loss": log.train_loss, METRIC: log.best_value,
-                   "best_epoch": log.best_epoch, "final": False, **common}
+                   "best_epoch": log.best_epoch, "final": False, "peak_rss_mib": peak_rss_mib(), **common}
         metrics.update({f"valid/{k}": v for k, v in log.valid.items()})
         with tempfile.TemporaryDirectory() as directory:
             Path(directory, "state.json").write_text(json.dumps({"epoch": log.epoch, "best": log.best_value}))
@@ -207,7 +208,7 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
         "epoch": len(outcome.train.history), "final": True, METRIC: outcome.train.best_value,
         "best_epoch": outcome.train.best_epoch, "epochs_run": len(outcome.train.history),
         "stopped_early": outcome.train.stopped_early, "trial_s": time.perf_counter() - started,
-        "student_s": outcome.train.seconds, **common,
+        "student_s": outcome.train.seconds, "peak_rss_mib": peak_rss_mib(), **common,
     }
     final.update({f"valid/{k}": v for k, v in valid.metrics.items()})
     final.update({f"test/{k}": v for k, v in test.metrics.items()})

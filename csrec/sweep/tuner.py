@@ -218,7 +218,7 @@ class _TrialLines(ray_tune.Callback):
         value = result.get(METRIC)
         self._print(trial, f"epoch {result.get('epoch', '–')}/{self.epochs}  valid NDCG@10 best so far "
                            f"{'–' if value is None else f'{value:.4f}'} (epoch {result.get('best_epoch', '–')}), "
-                           f"{result.get('time_total_s', 0.0):.0f}s")
+                           f"{result.get('time_total_s', 0.0):.0f}s{_memory(result)}")
 
     def _print(self, trial, text: str) -> None:
         print(f"  {self.cell}  trial {trial.trial_id}  {text}", flush=True)
@@ -238,10 +238,15 @@ class _TrialLines(ray_tune.Callback):
         what = "done   " if final else "stopped early"
         self._print(trial, f"{what}  valid NDCG@10 {metric} (best epoch {result.get('best_epoch', '–')}), "
                            f"{epochs if epochs is not None else '–'}/{self.epochs} epochs, "
-                           f"{result.get('time_total_s', 0.0):.1f}s")
+                           f"{result.get('time_total_s', 0.0):.1f}s{_memory(result)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._print(trial, f"FAILED: {_error_line(trial)}")
+
+
+def _memory(result: dict) -> str:
+    peak = result.get("peak_rss_mib")
+    return "" if peak is None else f", peak RSS {peak:,.0f} MiB"
 
 
 def _error_line(trial) -> str:

@@ -23,6 +23,8 @@ def test_m2_then_m3_trains_exactly_three_teachers(ray_session, tiny, tmp_path):
     assert len(list(pool_dir.glob("teacher-*.pt"))) == 3
     records = sweep.read_teacher_records(pool_dir)
     assert len(records) == 3 and all(r["trained_by"] == "ray-task" and r["node_id"] for r in records)
+    assert all(r["peak_rss_mib"] > 100 for r in records)  # the training task's memory high-water mark
+    assert not (pool_dir / "partial").exists()  # resumable states go once their teachers are saved
     # Every teacher the student needs is now in the pool (a csrec.fit with this pool trains none).
     data = load_dataset(m3.data)
     pool = TeacherPool(pool_dir)

@@ -41,6 +41,7 @@ def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main, capfd):
     assert results.loc[results["method"] == "csrec-m", "config/alpha"].isna().all()
     assert results.loc[results["method"] == "csrec-t", "config/alpha"].notna().all()
     assert results.groupby("method")["is_best"].sum().eq(1).all()
+    assert (results["peak_rss_mib"] > 100).all()  # each trial's process: torch alone takes more than that
     best = np.load(run_dir / "best" / "synthetic__gru4rec__csrec-m.npz")
     assert {"test_ranks", "test_positive", "recall@10", "ndcg@10"} <= set(best.files)
     table = (run_dir / "table.md").read_text()
@@ -54,8 +55,8 @@ def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main, capfd):
         assert not any(text in line for line in lines), text  # Tune's tables and inapplicable warnings: --verbose only
     for trial_id in results["trial_id"]:
         assert sum(f"trial {trial_id}  started" in line for line in lines) == 1
-        assert sum(f"trial {trial_id}  done" in line or f"trial {trial_id}  stopped early" in line
-                   for line in lines) == 1
+        assert sum((f"trial {trial_id}  done" in line or f"trial {trial_id}  stopped early" in line)
+                   and "MiB" in line for line in lines) == 1  # the end line gives the trial's peak memory
     assert sum(line.startswith("[csrec.sweep] synthetic / gru4rec /") for line in lines) == 5  # once per cell
     assert "| gru4rec | csrec-t |" in output.out and len(lines) < 60
 
