@@ -55,6 +55,21 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def read_markdown_table(path: Path) -> list[dict]:
+    """The first Markdown table of ``path`` (a result this module wrote): one dict per row, by header."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        raise SystemExit(f"{path}: no Markdown table")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([cell.strip() for cell in line.strip("|").split("|")])
+    header, rows = block[0], block[2:]
+    return [dict(zip(header, row)) for row in rows]
+
+
 def write_result(name: str, title: str, body: str) -> Path:
     """Write bench/results/<name>.md atomically (title, machine, command, body) and print it."""
     text = f"### {title}\n\nMachine: {machine_line()}\n\nCommand: `{command_line()}`\n\n{body}\n"

@@ -180,7 +180,7 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
     setup_s = time.perf_counter() - started
     common = {"store_event": event["store"], "store_fingerprint": event["fingerprint"],
               "teachers_trained_here": teachers_trained, "setup_s": setup_s,
-              "store_zero_copy": zero_copy}
+              "store_zero_copy": zero_copy, "store_bytes": 0 if store is None else int(store.nbytes)}
 
     def on_epoch(log) -> None:
         for fault in ctx.fault if isinstance(ctx.fault, (list, tuple)) else [ctx.fault]:

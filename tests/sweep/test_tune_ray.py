@@ -42,6 +42,8 @@ def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main, capfd):
     assert results.loc[results["method"] == "csrec-t", "config/alpha"].notna().all()
     assert results.groupby("method")["is_best"].sum().eq(1).all()
     assert (results["peak_rss_mib"] > 100).all()  # each trial's process: torch alone takes more than that
+    soft = results["method"] != "base"
+    assert (results.loc[soft, "store_bytes"] > 0).all() and (results.loc[~soft, "store_bytes"] == 0).all()
     best = np.load(run_dir / "best" / "synthetic__gru4rec__csrec-m.npz")
     assert {"test_ranks", "test_positive", "recall@10", "ndcg@10"} <= set(best.files)
     table = (run_dir / "table.md").read_text()
