@@ -21,7 +21,9 @@ writes bench/results/sweep_cost_<name>.md:
 
 Hours are wall seconds of one-thread trial and teacher processes (``--num-cpus 1``: one process at
 a time per core), so they are core-hours on the machine the run used, inflated by whatever else
-shared it.
+shared it.  A trial's hours leave out its set-up (the teachers it trained or waited for, its
+soft-label store): every teacher is counted once, by its own training time, in the cell whose
+experiment trained it, or in the "(before the cells)" row for those grid.py trained up front.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ import torch  # noqa: E402
 
 from common import RESULTS, markdown_table, read_markdown_table, write_result  # noqa: E402
 
+from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.models import backbone_names  # noqa: E402
+from csrec.sweep.teachers import read_teacher_records  # noqa: E402
+from csrec.sweep.tuner import trained_by_run  # noqa: E402
 
 #: Teachers one trial of a method needs (m for CSRec-M/D; CSRec-T: the main teacher and its side teacher).
 PER_TRIAL_TEACHERS = {"base": lambda row: 0, "softrec": lambda row: 0,
@@ -52,53 +57,68 @@ def _get(row, name, default):
     return default if value is None or (isinstance(value, float) and value != value) else value
 
 
-def trial_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per-trial cost columns: student epochs (epochs_run when it finished, else the last reported epoch), hours."""
+def fixed_teacher_count(run: Path) -> int:
+    """m where the run fixed it (``--set num_teachers=K``), else MethodConfig's default."""
+    argv = json.loads((run / "run.json").read_text()).get("argv", []) if (run / "run.json").is_file() else []
+    fixed = [a.split("=", 1)[1] for a in argv if str(a).startswith("num_teachers=")]
+    return int(fixed[-1]) if fixed else MethodConfig().num_teachers
+
+
+def trial_table(trials: pd.DataFrame, m: int) -> pd.DataFrame:
+    """Per-trial cost columns: student epochs (epochs_run when it finished, else the last reported
+    epoch) and hours of training (the trial's time less its set-up: the teachers it trained or
+    waited for, and its soft-label store, are counted apart)."""
     frame = trials.copy()
-    epochs = frame["epochs_run"] if "epochs_run" in frame else pd.Series(float("nan"), index=frame.index)
-    frame["student_epochs"] = epochs.fillna(frame.get("epoch", 0)).fillna(0).astype(int)
-    frame["hours"] = frame.get("time_total_s", pd.Series(0.0, index=frame.index)).fillna(0.0) / 3600
-    for column in ("store_bytes", "peak_rss_mib", "config/num_teachers"):
+    for column in ("epochs_run", "epoch", "time_total_s", "setup_s", "store_bytes", "peak_rss_mib", "config/num_teachers"):
         if column not in frame:
             frame[column] = float("nan")
-    if "config/num_teachers" in frame:  # m fixed with --set: not a trial parameter, read the default
-        frame["config/num_teachers"] = frame["config/num_teachers"].fillna(2)
+    frame["student_epochs"] = frame["epochs_run"].fillna(frame["epoch"]).fillna(0).astype(int)
+    frame["hours"] = (frame["time_total_s"].fillna(0.0) - frame["setup_s"].fillna(0.0)).clip(lower=0.0) / 3600
+    frame["config/num_teachers"] = frame["config/num_teachers"].fillna(m)
     return frame
 
 
 def teacher_records(pool: Path, run: Path) -> pd.DataFrame:
-    """The pool's teachers this run trained: one row each, with its cell, epochs, hours and peak RSS."""
+    """The pool's teachers this run trained: one row each, with the experiment that trained it
+    (a cell's, or ``grid`` for those the run trained before its cells), epochs, hours and peak RSS."""
+    shared = pool != (run / "teachers").resolve()
     rows = []
-    for record_path in sorted(pool.glob("teacher-*.json")):
-        record = json.loads(record_path.read_text())
-        sweep = str(record.get("sweep", ""))
-        if not sweep.startswith(f"{run}:") or not record.get("trained"):
-            continue
-        checkpoint = record_path.with_suffix(".pt")
+    for record in trained_by_run(read_teacher_records(pool), run, shared):
+        checkpoint = pool / f"teacher-{record['key']}.pt"
         info = torch.load(checkpoint, map_location="cpu", weights_only=False)["info"] if checkpoint.is_file() else {}
-        rows.append({"experiment": sweep.split(":", 1)[1], "describe": record.get("describe"),
+        label = str(record.get("sweep", ""))
+        rows.append({"experiment": label.rsplit(":", 1)[-1] if shared else label, "describe": record.get("describe"),
                      "trained_by": record.get("trained_by"), "hours": float(record.get("seconds", 0.0)) / 3600,
                      "epochs": int(info.get("epochs_run", 0)), "peak_rss_mib": record.get("peak_rss_mib")})
     return pd.DataFrame(rows, columns=["experiment", "describe", "trained_by", "hours", "epochs", "peak_rss_mib"])
 
 
+def _cell(backbone, method, group: pd.DataFrame, own: pd.DataFrame) -> dict:
+    peaks = pd.concat([group["peak_rss_mib"], own["peak_rss_mib"]]).dropna()
+    return {
+        "backbone": backbone, "method": method, "trials": len(group),
+        "completed": int((group["status"] == "completed").sum()), "stopped": int((group["status"] == "stopped").sum()),
+        "student_epochs": int(group["student_epochs"].sum()), "student_hours": float(group["hours"].sum()),
+        "hours": float(group["hours"].sum() + own["hours"].sum()),
+        "teachers": len(own), "teacher_epochs": int(own["epochs"].sum()), "teacher_hours": float(own["hours"].sum()),
+        "per_trial_teachers": int(sum(PER_TRIAL_TEACHERS[method](row) for _, row in group.iterrows())) if method else 0,
+        "store_bytes": group["store_bytes"].max() if len(group) else float("nan"),
+        "peak_rss_mib": peaks.max() if len(peaks) else float("nan"),
+    }
+
+
 def cell_rows(trials: pd.DataFrame, teachers: pd.DataFrame) -> list[dict]:
-    cells = []
+    """One row per cell (its trials and the teachers its own experiment trained), then one for the
+    teachers the run trained before its cells (grid.py trains every teacher it can name up front)."""
+    cells, claimed = [], set()
     for (backbone, method), group in trials.groupby(["backbone", "method"], sort=False):
-        experiment = Path(str(group["trial_path"].iloc[0])).parent.name if "trial_path" in group else ""
-        own = teachers[teachers["experiment"] == experiment]
-        # Teachers a trial trained are inside its time; those the driver's tasks trained are not.
-        outside = own[own["trained_by"] != "trial"]
-        peaks = pd.concat([group["peak_rss_mib"], own["peak_rss_mib"]]).dropna()
-        cells.append({
-            "backbone": backbone, "method": method, "trials": len(group),
-            "completed": int((group["status"] == "completed").sum()), "stopped": int((group["status"] == "stopped").sum()),
-            "student_epochs": int(group["student_epochs"].sum()),
-            "hours": float(group["hours"].sum() + outside["hours"].sum()),
-            "teachers": len(own), "teacher_epochs": int(own["epochs"].sum()), "teacher_hours": float(own["hours"].sum()),
-            "per_trial_teachers": int(sum(PER_TRIAL_TEACHERS[method](row) for _, row in group.iterrows())),
-            "store_bytes": group["store_bytes"].max(), "peak_rss_mib": peaks.max() if len(peaks) else float("nan"),
-        })
+        experiments = {Path(str(p)).parent.name for p in group["trial_path"].dropna()} if "trial_path" in group else set()
+        own = teachers[teachers["experiment"].isin(experiments)]
+        claimed |= experiments
+        cells.append(_cell(backbone, method, group, own))
+    before = teachers[~teachers["experiment"].isin(claimed)]
+    if len(before):
+        cells.append(_cell("(before the cells)", "", trials.iloc[:0], before))
     return cells
 
 
@@ -115,20 +135,30 @@ def per_epoch_seconds(table: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def model_rows(cells: list[dict], cpu: dict, gpu: dict | None) -> tuple[list[list], float, float, float | None]:
-    """Price every backbone × method cell at the run's mean epochs per cell; returns rows and totals."""
-    frame = pd.DataFrame(cells)
-    by_method = frame.groupby("method")[["trials", "student_epochs", "teachers", "teacher_epochs"]].mean()
-    measured = frame.groupby("backbone")["hours"].sum()
+    """Price every backbone × method at the run's epochs per method; returns rows and totals.
 
-    def price(backbone: str, per_epoch: dict) -> float:
+    Teacher epochs (the run's, per method: all its teachers, spread over the backbones it ran)
+    are priced at a Base epoch; the robust CSRec-T teacher costs somewhat more per epoch and a
+    p-subsample teacher less, which the calibration against the measured hours absorbs."""
+    frame = pd.DataFrame([c for c in cells if c["method"]])
+    backbones_run = sorted(set(frame["backbone"]))
+    per_method = frame.groupby("method")[["student_epochs"]].mean()
+    teacher_epochs = sum(c["teacher_epochs"] for c in cells) / max(len(backbones_run), 1)
+    measured = {b: sum(c["student_hours"] for c in cells if c["backbone"] == b) for b in backbones_run}
+    teacher_hours = sum(c["teacher_hours"] for c in cells)
+
+    def price(backbone: str, per_epoch: dict, epochs_of=None) -> float:
         base_s, soft_s = per_epoch[backbone]
-        total = 0.0
-        for method, mean in by_method.iterrows():
-            total += mean["student_epochs"] * (base_s if method == "base" else soft_s) + mean["teacher_epochs"] * base_s
-        return total / 3600
+        students = sum((epochs_of(method) if epochs_of else mean["student_epochs"]) * (base_s if method == "base" else soft_s)
+                       for method, mean in per_method.iterrows())
+        return (students + teacher_epochs * base_s) / 3600
 
-    ran = [b for b in measured.index if b in cpu]
-    scale = float(measured[ran].sum() / sum(price(b, cpu) for b in ran)) if ran else 1.0
+    # Calibration: this run's measured hours against the model's price of exactly what it ran.
+    ran = [b for b in backbones_run if b in cpu]
+    priced = sum(price(b, cpu, lambda m, b=b: frame[(frame.backbone == b) & (frame.method == m)]["student_epochs"].sum())
+                 for b in ran)
+    actual = sum(measured[b] for b in ran) + teacher_hours * len(ran) / max(len(backbones_run), 1)
+    scale = actual / priced if priced > 0 else 1.0
     rows, total_cpu, total_gpu = [], 0.0, 0.0 if gpu else None
     for backbone in backbone_names():
         if backbone not in cpu:
@@ -139,9 +169,15 @@ def model_rows(cells: list[dict], cpu: dict, gpu: dict | None) -> tuple[list[lis
         if total_gpu is not None and gpu_h is not None:
             total_gpu += gpu_h
         rows.append([backbone, f"{cpu[backbone][0]:.1f} / {cpu[backbone][1]:.1f}",
-                     f"{measured[backbone]:.1f}" if backbone in measured.index else "–", f"{model_h:.1f}",
+                     "yes" if backbone in backbones_run else "–", f"{model_h:.1f}",
                      "not measured (no GPU run)" if gpu_h is None else f"{gpu_h:.2f}"])
     return rows, total_cpu, scale, total_gpu
+
+
+def _size(nbytes) -> str:
+    if pd.isna(nbytes) or not nbytes:
+        return "–"
+    return f"{nbytes / 2**20:,.0f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:,.0f} KiB"
 
 
 def main() -> None:
@@ -153,17 +189,17 @@ def main() -> None:
     parser.add_argument("--gpu-throughput", type=Path, default=RESULTS / "throughput_gpu.md")
     args = parser.parse_args()
     run = args.run.resolve()
-    trials = trial_table(pd.read_parquet(run / "results.parquet"))
+    trials = trial_table(pd.read_parquet(run / "results.parquet"), fixed_teacher_count(run))
     trials = trials[trials["ablation"].isna()] if "ablation" in trials else trials
     dataset = str(trials["dataset"].iloc[0])
     teachers = teacher_records((args.pool or run / "teachers").resolve(), run)
     cells = cell_rows(trials, teachers)
 
-    header = ["backbone", "method", "trials (completed / stopped early)", "student epochs", "hours (trials + driver-trained teachers)",
+    header = ["backbone", "method", "trials (completed / stopped early)", "student epochs", "hours (students + teachers)",
               "teachers trained (epochs, hours)", "a per-trial design's teachers", "soft-label store", "peak RSS (MiB)"]
     rows = [[c["backbone"], c["method"], f"{c['trials']} ({c['completed']} / {c['stopped']})", f"{c['student_epochs']:,}",
              f"{c['hours']:.2f}", f"{c['teachers']} ({c['teacher_epochs']:,}, {c['teacher_hours']:.2f} h)",
-             f"{c['per_trial_teachers']}", "–" if pd.isna(c["store_bytes"]) or not c["store_bytes"] else f"{c['store_bytes'] / 2**20:,.0f} MiB",
+             f"{c['per_trial_teachers']}", _size(c["store_bytes"]),
              "–" if pd.isna(c["peak_rss_mib"]) else f"{c['peak_rss_mib']:,.0f}"] for c in cells]
     total = {k: sum(c[k] for c in cells) for k in ("trials", "student_epochs", "hours", "teachers", "teacher_epochs", "per_trial_teachers")}
     peak = max((c["peak_rss_mib"] for c in cells if not pd.isna(c["peak_rss_mib"])), default=float("nan"))
@@ -180,9 +216,10 @@ def main() -> None:
         f"(the methods this run has) at this run's budget.** Each cell costs the mean "
         f"trials × student epochs and teachers × teacher epochs this run measured per method, priced at "
         f"`{args.throughput.relative_to(RESULTS.parents[1]) if args.throughput.is_relative_to(RESULTS.parents[1]) else args.throughput}`'s "
-        f"seconds per epoch (Base / CSRec-M student, train + valid) and multiplied by {scale:.2f}, the ratio of this run's "
-        f"measured hours to the model's price for the backbones it ran.", "",
-        markdown_table(["backbone", "s per epoch (Base / student)", "hours measured here", "hours, model (this machine)",
+        f"seconds per epoch (Base / CSRec-M student, train + valid; teachers at a Base epoch) and multiplied by {scale:.2f}, "
+        f"the ratio of this run's measured hours to the model's price of exactly the epochs it ran. The GPU column is the "
+        f"unscaled price at the GPU's seconds per epoch.", "",
+        markdown_table(["backbone", "s per epoch (Base / student)", "in this run", "hours, model (this machine)",
                         "hours, model (one GPU)"], model), "",
         f"The full grid: about {total_cpu:.0f} core-hours here"
         + (f", {total_gpu:.1f} hours on the GPU of `{args.gpu_throughput.name}`." if total_gpu is not None else

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import os
 import sys
@@ -207,6 +208,7 @@ def train_model(
     on_epoch: Callable[[EpochLog], None] | None = None,
     label: str = "train",
     state_path: str | os.PathLike | None = None,
+    state_identity: dict | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place with early stopping on validation; restores the best weights.
 
@@ -217,6 +219,8 @@ def train_model(
     ``state_path``: after every epoch (before ``on_epoch``) the training state is written there
     atomically; if the file exists when training starts, training continues after its epoch
     (``on_epoch`` is called only for the epochs run in this call).  The file is left in place.
+    ``state_identity``: what else the saved state must have been trained under (the experiment's
+    configuration and data, say); a state saved under anything else raises :class:`StaleTrainingState`.
     """
     config.validate()
     device = config.torch_device()
@@ -235,7 +239,7 @@ def train_model(
     started = time.perf_counter()
     stopped_early = False
     state_path = Path(state_path) if state_path is not None else None
-    identity = _state_identity(config, sequence_subset)
+    identity = _state_identity(config, sequence_subset, state_identity)
     first_epoch, earlier_seconds = 1, 0.0
     if state_path is not None and state_path.is_file():
         state = _read_state(state_path, identity)
@@ -245,11 +249,11 @@ def train_model(
             if state["loss"] is not None:
                 loss_fn.load_state_dict(state["loss"])
         except (RuntimeError, ValueError, KeyError, AttributeError) as error:
-            raise ConfigError(f"{state_path}: the saved training state does not fit this model ({error}); "
-                              "delete the file to train from scratch") from None
+            raise StaleTrainingState(f"{state_path}: the saved training state does not fit this model ({error}); "
+                                     "delete the file to train from scratch") from None
         best_value, best_epoch, best_state = state["best_value"], state["best_epoch"], state["best_state"]
         history = [EpochLog(**entry) for entry in state["history"]]
-        _set_random_state(rng, state["random"])
+        _set_random_state(rng, state["random"], device)
         first_epoch, earlier_seconds = state["epoch"] + 1, state["seconds"]
         # Stopped, or out of epochs, at the saved epoch: nothing left to train.
         stopped_early = bool(config.patience) and state["epoch"] - best_epoch >= config.patience
@@ -301,7 +305,7 @@ def train_model(
                 "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                 "loss": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
                 "best_value": best_value, "best_epoch": best_epoch, "best_state": best_state,
-                "history": [dataclasses.asdict(entry) for entry in history], "random": _random_state(rng),
+                "history": [dataclasses.asdict(entry) for entry in history], "random": _random_state(rng, device),
             })
         if on_epoch is not None:
             on_epoch(log)
@@ -322,52 +326,69 @@ TRAINING_STATE_VERSION = 1
 _RESUMABLE_CHANGES = ("epochs", "patience", "device", "progress")
 
 
-def _state_identity(config: TrainConfig, sequence_subset) -> dict:
+class StaleTrainingState(ConfigError):
+    """A ``state_path`` file that this training run cannot continue (another run's, or unreadable)."""
+
+
+def _state_identity(config: TrainConfig, sequence_subset, extra: dict | None) -> dict:
     """What a saved state must match to be continued: the training configuration (less what may
-    change between calls) and the training sub-sessions."""
+    change between calls; the precision as it resolves), the training sub-sessions, and the caller's."""
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_CHANGES}
-    subset = None if sequence_subset is None else np.asarray(sequence_subset, dtype=np.int64)
-    return {"config": fields, "subset": None if subset is None else [int(len(subset)), int(subset.sum())]}
+    fields["precision"] = config.resolved_precision()
+    subset = None
+    if sequence_subset is not None:
+        subset = hashlib.sha256(np.ascontiguousarray(np.asarray(sequence_subset, dtype=np.int64)).tobytes()).hexdigest()
+    return {"config": fields, "subset": subset, "caller": extra or {}}
 
 
-def _random_state(rng: np.random.Generator) -> dict:
+def _random_state(rng: np.random.Generator, device: torch.device) -> dict:
+    # Only the training device's CUDA generator: a state may be continued where other GPUs are visible.
     return {
         "batches": rng.bit_generator.state, "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
 
 
-def _set_random_state(rng: np.random.Generator, state: dict) -> None:
+def _set_random_state(rng: np.random.Generator, state: dict, device: torch.device) -> None:
     rng.bit_generator.state = state["batches"]
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _write_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # an interruption leaves the previous epoch's state whole
-        torch.save(state, tmp)
+    for attempt in range(2):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with atomic_path(path) as tmp:  # an interruption leaves the previous epoch's state whole
+                torch.save(state, tmp)
+            return
+        except FileNotFoundError:  # the directory was removed under us (a shared pool's partial/)
+            if attempt:
+                raise
 
 
 def _read_state(path: Path, identity: dict) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ConfigError(f"{path}: not a readable training state ({type(error).__name__}: {error}); "
-                          "delete it to train from scratch") from None
+        raise StaleTrainingState(f"{path}: not a readable training state ({type(error).__name__}: {error}); "
+                                 "delete it to train from scratch") from None
     if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
-        raise ConfigError(f"{path}: training state of another format (version {state.get('version') if isinstance(state, dict) else '?'}, "
-                          f"expected {TRAINING_STATE_VERSION}); delete it to train from scratch")
-    if state["identity"] != identity:
-        saved, now = state["identity"], identity
-        changed = sorted(k for k in set(saved["config"]) | set(now["config"])
-                         if saved["config"].get(k) != now["config"].get(k))
-        if saved["subset"] != now["subset"]:
+        raise StaleTrainingState(
+            f"{path}: training state of another format (version {state.get('version') if isinstance(state, dict) else '?'}, "
+            f"expected {TRAINING_STATE_VERSION}); delete it to train from scratch")
+    saved = state.get("identity", {})
+    if saved != identity:
+        changed = sorted(k for k in set(saved.get("config", {})) | set(identity["config"])
+                         if saved.get("config", {}).get(k) != identity["config"].get(k))
+        if saved.get("subset") != identity["subset"]:
             changed.append("training sub-sessions")
-        raise ConfigError(f"{path}: saved by a different training run (differs in: {', '.join(changed)}); "
-                          "delete it to train from scratch")
+        if saved.get("caller") != identity["caller"]:
+            changed.append(", ".join(sorted(identity["caller"])) or "caller's identity")
+        raise StaleTrainingState(f"{path}: saved by a different training run (differs in: {', '.join(changed)}); "
+                                 "delete it to train from scratch")
     return state
 
 

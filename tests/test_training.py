@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from csrec.errors import ConfigError
 from csrec.evaluation import evaluate
 from csrec.models import backbone_class, backbone_names, build_backbone
-from csrec.training import BatchMaker, TrainConfig, cross_entropy_loss, train_model
+from csrec.training import BatchMaker, StaleTrainingState, TrainConfig, cross_entropy_loss, train_model
 
 CAUSAL = [name for name in backbone_names() if backbone_class(name).causal]
 
@@ -324,12 +324,31 @@ def test_a_finished_state_trains_nothing_more_and_a_foreign_state_is_refused(sma
     again = train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data, config,
                         state_path=state, on_epoch=calls.append)
     assert calls == [] and again.stopped_early and again.best_epoch == first.best_epoch
-    with pytest.raises(ConfigError, match=r"state\.pt: saved by a different training run \(differs in: lr\)"):
+    with pytest.raises(StaleTrainingState, match=r"state\.pt: saved by a different training run \(differs in: lr\)"):
         train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data,
                     TrainConfig(epochs=30, patience=1, batch_size=16, progress=False, lr=0.1), state_path=state)
-    with pytest.raises(ConfigError, match="does not fit this model"):
+    with pytest.raises(StaleTrainingState, match="does not fit this model"):
         train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len, {"embedding_dim": 32}),
                     small_data, config, state_path=state)
     state.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="not a readable training state"):
+    with pytest.raises(StaleTrainingState, match="not a readable training state"):
         train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data, config, state_path=state)
+
+
+def test_a_state_saved_for_another_experiment_or_subset_is_refused(small_data, tmp_path):
+    """The caller's identity (run_method: the experiment and the data) and the training sub-sessions
+    guard a state as the training configuration does; StaleTrainingState is a ConfigError."""
+    config = TrainConfig(epochs=1, patience=0, batch_size=16, progress=False)
+    state = tmp_path / "state.pt"
+
+    def model():
+        return build_backbone("gru4rec", small_data.n_items, small_data.max_len)
+
+    train_model(model(), small_data, config, state_path=state, state_identity={"experiment": {"beta": 0.5}})
+    with pytest.raises(StaleTrainingState, match="differs in: experiment"):
+        train_model(model(), small_data, config, state_path=state, state_identity={"experiment": {"beta": 0.25}})
+    subset, other = np.arange(0, small_data.n_sequences, 2), tmp_path / "subset.pt"
+    train_model(model(), small_data, config, state_path=other, sequence_subset=subset)
+    with pytest.raises(StaleTrainingState, match=r"differs in: training sub-sessions\)"):
+        train_model(model(), small_data, config, state_path=other, sequence_subset=subset[::-1])
+    assert issubclass(StaleTrainingState, ConfigError)

@@ -155,7 +155,12 @@ def run_method(
     np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())
     label = f"{config.backbone} {method.name} student"
-    outcome = train_model(student, data, config.train, loss_fn, on_epoch=on_epoch, label=label, state_path=state_path)
+    # A saved state continues only the same experiment on the same data (epochs, patience and
+    # device may change: TrainConfig's own check).
+    identity = {"experiment": {k: v for k, v in config.to_dict().items() if k not in ("train", "data")},
+                "data": data.fingerprint}
+    outcome = train_model(student, data, config.train, loss_fn, on_epoch=on_epoch, label=label,
+                          state_path=state_path, state_identity=identity)
     return MethodOutcome(
         student=student, train=outcome, teachers=infos, teacher_seconds=teacher_seconds,
         soft_label_seconds=soft_label_seconds, store_bytes=0 if store is None else store.nbytes,

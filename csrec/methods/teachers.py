@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import os
-import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,7 @@ from csrec.evaluation import evaluate
 from csrec.methods.config import NOISE_COLUMN_MAX, MethodConfig
 from csrec.methods.losses import robust_teacher_loss, widen
 from csrec.models.base import SequentialRecommender, build_backbone
-from csrec.training import Batch, TrainConfig, train_model
+from csrec.training import Batch, StaleTrainingState, TrainConfig, train_model
 
 if TYPE_CHECKING:
     from csrec.methods.config import ExperimentConfig
@@ -252,7 +252,6 @@ def train_teacher(
         params = list(model.parameters()) + (list(noise.parameters()) if noise is not None else [])
     if prepare is not None:
         prepare(model, params or list(model.parameters()))
-    started = time.perf_counter()
     kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
     outcome = train_model(model, data, train, sequence_subset=subset if sequence_subset is None else sequence_subset,
                           params=params, on_epoch=on_epoch, label=f"teacher {spec.describe()}",
@@ -262,7 +261,7 @@ def train_teacher(
         "spec": spec.to_dict(),
         "best_epoch": outcome.best_epoch,
         "epochs_run": len(outcome.history),
-        "seconds": time.perf_counter() - started,
+        "seconds": outcome.seconds,  # every epoch's, a resumed teacher's earlier ones too
         "valid": evaluate(model, data, "valid", device=device).metrics,
         "test": evaluate(model, data, "test", device=device).metrics,
     }
@@ -290,7 +289,13 @@ class TeacherPool:
     def train(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig,
               side: SequentialRecommender | None = None) -> TrainedTeacher:
         """Train ``spec`` (not saved: see :meth:`save`), continuing an interrupted run of it if one left its state."""
-        return train_teacher(spec, data, train, side=side, state_path=self.partial_path(spec.key(data.fingerprint, train)))
+        partial = self.partial_path(spec.key(data.fingerprint, train))
+        try:
+            return train_teacher(spec, data, train, side=side, state_path=partial)
+        except StaleTrainingState as stale:  # left by another csrec version or setting: start over
+            warnings.warn(f"training the teacher from scratch: {stale}", stacklevel=2)
+            partial.unlink(missing_ok=True)
+            return train_teacher(spec, data, train, side=side, state_path=partial)
 
     def has(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig) -> bool:
         key = spec.key(data.fingerprint, train)

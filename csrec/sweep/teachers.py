@@ -126,10 +126,9 @@ def ensure_teacher(
         if pool.has(spec, data, train):  # trained by whoever held the lock before us
             return dict(record, waited_s=waited)
         side = pool.get(spec.side, data, train).model if spec.robust else None
-        started = time.perf_counter()
         teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side)
         record.update(
-            trained=True, seconds=time.perf_counter() - started, finished_at=time.time(),
+            trained=True, seconds=teacher.info["seconds"], finished_at=time.time(),
             valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), peak_rss_mib=peak_rss_mib(),
             **_where(),
         )

@@ -46,6 +46,7 @@ from csrec.methods.config import ExperimentConfig
 from csrec.methods.teachers import TeacherPool
 from csrec.metrics import per_sequence_metrics
 from csrec.search.space import PARAMS
+from csrec.training import StaleTrainingState
 from csrec.sweep.stores import fetch_store
 
 METRIC = "valid/best_ndcg@10"
@@ -110,6 +111,22 @@ class SweepContext:
         return dataclasses.replace(self.base, method=method).replicate(int(params.get(REPLICATE) or 0))
 
 
+def work_dir(trial_id: str | None) -> Path:
+    """Where a trial keeps its training state between epochs (on the machine that runs it)."""
+    return Path(tempfile.gettempdir()) / f"csrec-trial-{trial_id or os.getpid()}"
+
+
+def drop_training_states(trial_id: str, trial_path: str | os.PathLike | None) -> None:
+    """Delete the training states a finished or stopped trial left (its working copy, on this
+    machine, and its last checkpoint's): nothing resumes such a trial, and each is several times
+    the model's size."""
+    shutil.rmtree(work_dir(trial_id), ignore_errors=True)
+    if not trial_path or "://" in str(trial_path) or not Path(trial_path).is_dir():
+        return
+    for path in Path(trial_path).rglob(TRAINING_STATE_FILE):
+        path.unlink(missing_ok=True)
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     """``target`` with ``source``'s bytes: a hard link where the filesystem allows (no copy), else a copy."""
     try:
@@ -144,8 +161,15 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
     torch.set_num_threads(max(1, int(ctx.trial_cpus)))
     config = ctx.config_for(params)
     reported_epochs = 0
-    # The student's training state lives here between epochs; each checkpoint carries a copy.
-    work = Path(tempfile.mkdtemp(prefix="csrec-trial-"))
+    trial_dir = _trial_dir()
+    if trial_dir is not None:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+    # The student's training state lives here between epochs (each checkpoint carries a copy).  Not
+    # in the trial's directory, whose files Tune uploads as artifacts at every report; named by the
+    # trial, because a trial stopped early ends without its clean-up and the driver removes it then.
+    work = work_dir(tune.get_context().get_trial_id())
+    shutil.rmtree(work, ignore_errors=True)  # an earlier attempt's: the checkpoint says where to go on
+    work.mkdir(parents=True)
     state_path = work / TRAINING_STATE_FILE
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -161,12 +185,10 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
             shutil.rmtree(work, ignore_errors=True)
             return
         reported_epochs = int(state.get("epoch", 0))
-    trial_dir = _trial_dir()
+    attempt = ("resumed after epoch" if state_path.is_file() else "replays to epoch") if reported_epochs else "starts at epoch"
     if trial_dir is not None:  # one line per attempt: retries and resumes are visible after the fact
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        start = ("resumed after epoch" if state_path.is_file() else "replays to epoch") if reported_epochs else "starts at epoch"
         with open(trial_dir / "attempts.log", "a") as handle:
-            handle.write(f"{time.time():.3f} pid={os.getpid()} {start} {reported_epochs or 1}\n")
+            handle.write(f"{time.time():.3f} pid={os.getpid()} {attempt} {reported_epochs or 1}\n")
 
     store = infos = None
     event = {"store": "none", "fingerprint": "", "teachers": []}
@@ -197,8 +219,18 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
-                             on_epoch=on_epoch, state_path=state_path)
+        try:
+            outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
+                                 on_epoch=on_epoch, state_path=state_path)
+        except StaleTrainingState as stale:
+            # Saved under another configuration (the sweep was resumed with different settings):
+            # train from scratch, replaying the epochs already reported, and say so.
+            state_path.unlink(missing_ok=True)
+            if trial_dir is not None:
+                with open(trial_dir / "attempts.log", "a") as handle:
+                    handle.write(f"{time.time():.3f} pid={os.getpid()} replays to epoch {reported_epochs} ({stale})\n")
+            outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
+                                 on_epoch=on_epoch, state_path=state_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     device = config.train.torch_device()

@@ -83,7 +83,7 @@ from csrec.sweep.schedule import (
 )
 from csrec.sweep.stores import make_registry, prebuild_stores
 from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
-from csrec.sweep.trial import METRIC, MODE, REPLICATE, SweepContext, run_trial
+from csrec.sweep.trial import METRIC, MODE, REPLICATE, SweepContext, drop_training_states, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
 #: A cell's seed replicates (``seeds`` > 1) live in ``<experiment>-seeds``, which records the
@@ -194,9 +194,11 @@ class _OutcomeLog(ray_tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, "complete")
+        drop_training_states(trial.trial_id, getattr(trial, "path", None))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trial, "error")
+        drop_training_states(trial.trial_id, getattr(trial, "path", None))
 
 
 class _TrialLines(ray_tune.Callback):

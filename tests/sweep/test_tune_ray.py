@@ -42,6 +42,9 @@ def test_smoke_grid_end_to_end(ray_session, tmp_path, grid_main, capfd):
     assert results.loc[results["method"] == "csrec-t", "config/alpha"].notna().all()
     assert results.groupby("method")["is_best"].sum().eq(1).all()
     assert (results["peak_rss_mib"] > 100).all()  # each trial's process: torch alone takes more than that
+    # Finished and stopped trials leave no resumable state, in the run or in their working directories.
+    assert not list(run_dir.rglob("training_state.pt"))
+    assert not any(sweep.trial.work_dir(trial_id).exists() for trial_id in results["trial_id"])
     soft = results["method"] != "base"
     assert (results.loc[soft, "store_bytes"] > 0).all() and (results.loc[~soft, "store_bytes"] == 0).all()
     best = np.load(run_dir / "best" / "synthetic__gru4rec__csrec-m.npz")
