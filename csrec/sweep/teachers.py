@@ -265,7 +265,18 @@ def train_teachers(
                 str(pool_dir), spec, data_refs[data.fingerprint], train, sweep, time.time(),
                 resources.teacher_cpus, *after,
             )
-        report.records.extend(ray.get(list(refs.values())))
+        if verbose:  # teachers can take most of an hour each on real data: say what is going on
+            print(f"[csrec.sweep] training {len(refs)} teacher(s) ({len(report.records)} already in the pool)", flush=True)
+        pending = {ref: key for key, ref in refs.items()}
+        by_key = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            record = ray.get(done[0])
+            by_key[pending.pop(done[0])] = record
+            if verbose:
+                print(f"[csrec.sweep] teacher {record.get('describe')} {_trained_line(record)} "
+                      f"({len(by_key)}/{len(refs)})", flush=True)
+        report.records.extend(by_key[key] for key in refs)  # in submission order, whatever finished first
     elif missing:
         storage = Path(storage_path or Path(pool_dir).parent) / "train_runs"
         for wave in ([m for m in missing if not m[0].robust], [m for m in missing if m[0].robust]):
@@ -282,6 +293,14 @@ def train_teachers(
     if verbose and report.trained:  # all reused: nothing worth a line
         print(f"[csrec.sweep] {report.summary()}", flush=True)
     return report
+
+
+def _trained_line(record: dict) -> str:
+    if not record.get("trained"):
+        return "was trained elsewhere meanwhile"
+    peak = record.get("peak_rss_mib")
+    return (f"trained in {record.get('seconds', 0.0):.0f}s, valid NDCG@10 {record.get('valid_ndcg10', 0.0):.4f}"
+            + (f", peak RSS {peak:,.0f} MiB" if peak is not None else ""))
 
 
 # --- TorchTrainer route (multi-worker teachers) --------------------------------------------------

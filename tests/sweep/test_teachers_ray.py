@@ -11,13 +11,17 @@ from csrec.data import load_dataset
 pytestmark = pytest.mark.ray
 
 
-def test_m2_then_m3_trains_exactly_three_teachers(ray_session, tiny, tmp_path):
+def test_m2_then_m3_trains_exactly_three_teachers(ray_session, tiny, tmp_path, capsys):
     pool_dir = tmp_path / "teachers"
     m2 = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=2, **tiny)
     m3 = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=3, **tiny)
 
+    capsys.readouterr()
     first = sweep.train_teachers([m2], pool_dir, {"teacher_cpus": 1}, sweep="reuse")
     assert len(first.trained) == 2 and len(first.reused) == 0
+    lines = capsys.readouterr().out.splitlines()  # one line up front, one per teacher as it finishes
+    assert lines[0] == "[csrec.sweep] training 2 teacher(s) (0 already in the pool)"
+    assert sum("trained in" in line and "MiB" in line for line in lines) == 2 and any("(2/2)" in line for line in lines)
     second = sweep.train_teachers([m3], pool_dir, {"teacher_cpus": 1}, sweep="reuse")
     assert len(second.trained) == 1 and len(second.reused) == 2
     assert len(list(pool_dir.glob("teacher-*.pt"))) == 3
