@@ -185,10 +185,13 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
             shutil.rmtree(work, ignore_errors=True)
             return
         reported_epochs = int(state.get("epoch", 0))
+    def log_attempt(text: str) -> None:  # one line per attempt: retries and resumes are visible after the fact
+        if trial_dir is not None:
+            with open(trial_dir / "attempts.log", "a") as handle:
+                handle.write(f"{time.time():.3f} pid={os.getpid()} {text}\n")
+
     attempt = ("resumed after epoch" if state_path.is_file() else "replays to epoch") if reported_epochs else "starts at epoch"
-    if trial_dir is not None:  # one line per attempt: retries and resumes are visible after the fact
-        with open(trial_dir / "attempts.log", "a") as handle:
-            handle.write(f"{time.time():.3f} pid={os.getpid()} {attempt} {reported_epochs or 1}\n")
+    log_attempt(f"{attempt} {reported_epochs or 1}")
 
     store = infos = None
     event = {"store": "none", "fingerprint": "", "teachers": []}
@@ -218,19 +221,19 @@ def run_trial(params: dict, *, ctx: SweepContext, data: SequenceData, registry) 
             _link_or_copy(state_path, Path(directory) / TRAINING_STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
+    def train():
+        return run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
+                          on_epoch=on_epoch, state_path=state_path)
+
     try:
         try:
-            outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
-                                 on_epoch=on_epoch, state_path=state_path)
+            outcome = train()
         except StaleTrainingState as stale:
             # Saved under another configuration (the sweep was resumed with different settings):
             # train from scratch, replaying the epochs already reported, and say so.
             state_path.unlink(missing_ok=True)
-            if trial_dir is not None:
-                with open(trial_dir / "attempts.log", "a") as handle:
-                    handle.write(f"{time.time():.3f} pid={os.getpid()} replays to epoch {reported_epochs} ({stale})\n")
-            outcome = run_method(config, data, pool=TeacherPool(ctx.pool_dir), store=store, teacher_infos=infos,
-                                 on_epoch=on_epoch, state_path=state_path)
+            log_attempt(f"replays to epoch {reported_epochs} ({stale})")
+            outcome = train()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     device = config.train.torch_device()
