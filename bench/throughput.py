@@ -13,7 +13,10 @@ change the student's cost) in the same precision, timed the same way.  Epochs al
 round trains one epoch of every (precision, Base / student) model in turn, so all of them see
 the same machine load and their ratios are side by side.  Then one
 full-ranking pass over a synthetic catalogue of --eval-items items (bounded memory: scores are
-computed for a chunk of sequences at a time).  Peak RSS is the process maximum.
+computed for a chunk of sequences at a time).  With --materialised, Base is also trained with the
+loss on materialised logits (``model.item_scores`` then :func:`fused_student_loss`, the training
+loss before the output layer moved into the fused loss), in the same rounds, for the cost of the
+[rows × items] logits and their gradient.  Peak RSS is the process maximum.
 Writes bench/results/<--output>.md.
 """
 
@@ -33,6 +36,7 @@ from common import DEFAULT_DATA_DIR, markdown_table, peak_rss_mib, random_eval_s
 from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.evaluation import evaluate, rank_answers  # noqa: E402
 from csrec.methods import build_store  # noqa: E402
+from csrec.methods.losses import fused_student_loss  # noqa: E402
 from csrec.methods.run import SoftLabelLoss  # noqa: E402
 from csrec.models import backbone_names, build_backbone  # noqa: E402
 from csrec.training import TrainConfig, train_model  # noqa: E402
@@ -48,15 +52,24 @@ def one_epoch(model, data, precision: str, loss_fn=None) -> tuple[float, float, 
     return log.seconds_train, log.seconds_valid, time.process_time() - cpu_started
 
 
+def materialised_logits_loss(model, batch):
+    """Base's loss on the whole [rows × items] logits (the output layer outside the fused loss)."""
+    reps, targets = model.training_representations(batch.inputs, batch.targets)
+    loss, logs, _ = fused_student_loss(model.item_scores(reps), targets - 1, beta=0.0)
+    extra = model.extra_loss()
+    return (loss if extra is None else loss + extra), logs
+
+
 def table(rows: list[list], precisions: list[str], args, device) -> str:
     """The Markdown table of ``rows`` with the notes on how they were measured."""
     student_columns = [] if args.no_student else [
         column for store in args.stores.split(",")
         for column in (f"CSRec-M student ({store} store) s per train epoch (vs Base, same precision)",
                        f"CSRec-M student ({store} store) CPU s per epoch (vs Base)")]
+    materialised = ["Base on materialised logits: s per train epoch (fused output layer's speed-up)"] if args.materialised else []
     body = markdown_table(["dataset", "backbone", "precision", "s per train epoch", "s per valid pass",
                            "s per epoch (train+valid)", f"speed-up vs {precisions[0]}", "CPU s per epoch (train+valid)",
-                           f"CPU speed-up vs {precisions[0]}", "training targets / s", *student_columns,
+                           f"CPU speed-up vs {precisions[0]}", "training targets / s", *materialised, *student_columns,
                            "s per test pass", "test sequences"], rows)
     body += ("\n\nBatch 64 sub-sessions, one forward pass per sub-session computes every "
              f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
@@ -83,6 +96,8 @@ def main() -> None:
     parser.add_argument("--no-student", action="store_true", help="skip the CSRec-M student timing")
     parser.add_argument("--stores", default="factored",
                         help="comma list of soft-label store modes, one CSRec-M student each (factored, topk, dense)")
+    parser.add_argument("--materialised", action="store_true",
+                        help="also train Base with the loss on materialised [rows × items] logits, side by side")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     backbones = backbone_names() if args.backbones == "all" else args.backbones.split(",")
@@ -98,6 +113,10 @@ def main() -> None:
             for precision in precisions:
                 torch.manual_seed(0)
                 models[(precision, "base")] = (build_backbone(backbone, data.n_items, data.max_len), None)
+                if args.materialised:
+                    torch.manual_seed(0)
+                    models[(precision, "base-materialised")] = (build_backbone(backbone, data.n_items, data.max_len),
+                                                                materialised_logits_loss)
                 if not args.no_student:
                     torch.manual_seed(1)
                     teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
@@ -122,6 +141,9 @@ def main() -> None:
                 base_total[precision], base_cpu[precision] = train_s + valid_s, cpu_s
                 test = evaluate(models[(precision, "base")][0], data, "test", device=device)
                 student_cells = []
+                if args.materialised:
+                    old = float(np.median(np.array(seconds[(precision, "base-materialised")])[:, 0]))
+                    student_cells.append(f"{old:.2f} ({old / train_s:.2f}×)")
                 for mode in [] if args.no_student else args.stores.split(","):
                     student = np.array(seconds[(precision, f"student-{mode}")])
                     s_train, s_cpu = float(np.median(student[:, 0])), float(np.median(student[:, 2]))

@@ -352,3 +352,20 @@ def test_a_state_saved_for_another_experiment_or_subset_is_refused(small_data, t
     with pytest.raises(StaleTrainingState, match=r"differs in: training sub-sessions\)"):
         train_model(model(), small_data, config, state_path=other, sequence_subset=subset[::-1])
     assert issubclass(StaleTrainingState, ConfigError)
+
+
+def test_training_uses_fused_adam_where_torch_has_it():
+    from csrec.training import _adam
+
+    params = [torch.nn.Parameter(torch.randn(4, 3))]
+    optimiser = _adam(params, TrainConfig(lr=0.01), torch.device("cpu"))
+    assert optimiser.defaults["fused"] is True and optimiser.defaults["lr"] == 0.01
+    # The same update as the unfused Adam, to float rounding.
+    reference = [torch.nn.Parameter(params[0].detach().clone())]
+    unfused = torch.optim.Adam(reference, lr=0.01)
+    for _ in range(3):
+        for p, opt in ((params[0], optimiser), (reference[0], unfused)):
+            opt.zero_grad()
+            (p ** 2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(params[0], reference[0], rtol=1e-6, atol=1e-7)

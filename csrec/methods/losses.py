@@ -9,6 +9,8 @@ the authors' code carries (and drops before each KL) never enters.
   KL(P_f ‖ r).  Both use batch-mean reduction, untempered student logits and no T² factor.
 * :func:`fused_student_loss` — Eq. 19–20 (code direction) and Base's cross-entropy in one
   chunked pass that never materialises r, the teachers' probabilities or the student's softmax.
+* :func:`fused_output_loss` — the same with the output layer inside the chunks: not even the
+  student's logits or their gradient exist whole (what the training loops use).
 * :func:`robust_teacher_loss` — Eq. 17–18 for CSRec-T's main teacher g1, with the paper's α
   (the authors' ``dvae_alpha`` is 1 − α).
 * :func:`popularity_logits` — SoftRec's prior: training counts scaled linearly to [−5, 5].
@@ -99,6 +101,37 @@ FUSED_CHUNK_ELEMENTS = 1 << 20
 TeacherProbs = Callable[[int, int], torch.Tensor]
 
 
+def _chunk_terms(z, rows_targets, lo, hi, n, w_hard, w_soft, teacher_probs, ce_rows, soft_rows, r_log_r, out):
+    """One row chunk of the fused loss: its rows' terms into ``ce_rows`` / ``soft_rows`` / ``r_log_r``
+    and the closed-form gradient of the mean loss with respect to the chunk's logits ``z`` (float32
+    or wider) into ``out`` (any float dtype: it is rounded on the way, in one pass)."""
+    softmax = torch.softmax(z, dim=-1)
+    # log-sum-exp from the row's largest probability, which sits at the largest logit (softmax is
+    # monotone) and is ≥ 1/|I|, so its log is exact: lse = max z − log max softmax.  Two value-only
+    # maxima are about 10× cheaper on CPU than one max with indices, and cheaper than logsumexp's
+    # extra exp pass.
+    lse = z.amax(dim=-1) - softmax.amax(dim=-1).log()
+    ce_rows[lo:hi] = lse - z.gather(1, rows_targets).squeeze(1)
+    if teacher_probs is None:
+        torch.mul(softmax, w_hard / n, out=out)
+    else:
+        probs = teacher_probs(lo, hi).to(z.dtype)
+        p_sum = probs.sum(-1)
+        soft_rows[lo:hi] = lse * p_sum - torch.linalg.vecdot(probs, z)
+        if r_log_r is not None:
+            r_log_r[lo:hi] = soft_label_self_information(probs, rows_targets.squeeze(1))
+        softmax.mul_(((w_hard + w_soft * p_sum) / n).unsqueeze(1))
+        torch.sub(softmax, probs, alpha=w_soft / n, out=out)
+    out.scatter_add_(1, rows_targets, out.new_full(rows_targets.shape, -w_hard / n))
+
+
+def _row_buffers(n, dtype, device, self_information):
+    ce_rows = torch.empty(n, dtype=dtype, device=device)
+    soft_rows = torch.zeros(n, dtype=dtype, device=device)
+    r_log_r = torch.zeros(n, dtype=dtype, device=device) if self_information else None
+    return ce_rows, soft_rows, r_log_r
+
+
 class _FusedSoftLabelLoss(torch.autograd.Function):
     """mean over rows of (1 − β/2)·CE(z, i) + (β/2)·CE(z, p), its gradient formed in the forward.
 
@@ -114,44 +147,19 @@ class _FusedSoftLabelLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets, beta, teacher_probs, self_information, chunk_rows):
-        n, n_items = logits.shape
-        w_hard, w_soft = 1.0 - 0.5 * beta, 0.5 * beta
+        n = logits.shape[0]
         grad = torch.empty_like(logits)
         wide = widen(logits[:0]).dtype  # float32, or float64 for float64 logits
-        ce_rows = torch.empty(n, dtype=wide, device=logits.device)
-        soft_rows = torch.zeros(n, dtype=wide, device=logits.device)
-        r_log_r = torch.zeros(n, dtype=wide, device=logits.device) if self_information else None
+        rows = _row_buffers(n, wide, logits.device, self_information)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             for lo in range(0, n, chunk_rows):
                 hi = min(n, lo + chunk_rows)
                 # One widening copy of the chunk: row maxima over bfloat16 are about 4× slower on
                 # CPU than over float32, and softmax(dtype=float32) converts as it reads anyway.
-                z = widen(logits[lo:hi])
-                rows_targets = targets[lo:hi].unsqueeze(1)
-                softmax = torch.softmax(z, dim=-1)
-                # log-sum-exp from the row's largest probability, which sits at the largest logit
-                # (softmax is monotone) and is ≥ 1/|I|, so its log is exact: lse = max z − log max
-                # softmax.  Two value-only maxima are about 10× cheaper on CPU than one max with
-                # indices, and cheaper than logsumexp's extra exp pass.
-                lse = z.amax(dim=-1) - softmax.amax(dim=-1).log()
-                ce_rows[lo:hi] = lse - z.gather(1, rows_targets).squeeze(1)
-                out = grad[lo:hi]
-                if teacher_probs is None:
-                    torch.mul(softmax, w_hard / n, out=out)  # scaled and rounded to the logits' dtype in one pass
-                else:
-                    probs = teacher_probs(lo, hi).to(wide)
-                    p_sum = probs.sum(-1)
-                    soft_rows[lo:hi] = lse * p_sum - torch.linalg.vecdot(probs, z)
-                    if r_log_r is not None:
-                        r_log_r[lo:hi] = soft_label_self_information(probs, rows_targets.squeeze(1))
-                    softmax.mul_(((w_hard + w_soft * p_sum) / n).unsqueeze(1))
-                    torch.sub(softmax, probs, alpha=w_soft / n, out=out)
-                out.scatter_add_(1, rows_targets, out.new_full(rows_targets.shape, -w_hard / n))
-        loss = (w_hard * ce_rows + w_soft * soft_rows).mean()
+                _chunk_terms(widen(logits[lo:hi]), targets[lo:hi].unsqueeze(1), lo, hi, n, 1.0 - 0.5 * beta,
+                             0.5 * beta, teacher_probs, *rows, out=grad[lo:hi])
         ctx.save_for_backward(grad)
-        outputs = (ce_rows, soft_rows) if r_log_r is None else (ce_rows, soft_rows, r_log_r)
-        ctx.mark_non_differentiable(*outputs)
-        return (loss, *outputs)
+        return _loss_and_rows(beta, rows, ctx)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -163,6 +171,66 @@ class _FusedSoftLabelLoss(torch.autograd.Function):
         if bool(grad_loss == 1.0):
             return grad, None, None, None, None, None
         return grad * grad_loss.to(grad.dtype), None, None, None, None, None
+
+
+def _loss_and_rows(beta, rows, ctx):
+    ce_rows, soft_rows, r_log_r = rows
+    loss = ((1.0 - 0.5 * beta) * ce_rows + 0.5 * beta * soft_rows).mean()
+    outputs = (ce_rows, soft_rows) if r_log_r is None else (ce_rows, soft_rows, r_log_r)
+    ctx.mark_non_differentiable(*outputs)
+    return (loss, *outputs)
+
+
+class _FusedOutputLayerLoss(torch.autograd.Function):
+    """:class:`_FusedSoftLabelLoss` with the output layer inside: logits z = h Wᵀ + b per row chunk.
+
+    Each chunk's logits exist only while the chunk is processed (they stay in cache between the
+    matrix product, the softmax passes and the two gradient products), so no [rows × items] tensor
+    is ever written to memory: not the logits, not their gradient.  What is kept for the backward
+    are the gradients of h [rows × d], W [items × d] and b [items], accumulated chunk by chunk.
+    The products run in the enclosing autocast's dtype (bfloat16 under mixed precision, float32
+    accumulation inside each product); the softmaxes, reductions and the accumulated W and b
+    gradients are float32.
+    """
+
+    @staticmethod
+    def forward(ctx, reps, table, bias, targets, beta, teacher_probs, self_information, chunk_rows):
+        device = reps.device
+        n = reps.shape[0]
+        product = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
+                   else torch.promote_types(reps.dtype, table.dtype))
+        wide = widen(torch.empty(0, dtype=product)).dtype  # float32, or float64 for float64 inputs
+        rows = _row_buffers(n, wide, device, self_information)
+        with torch.autocast(device_type=device.type, enabled=False):
+            h, w = reps.detach().to(product), table.detach().to(product)
+            b = None if bias is None else bias.detach().to(wide)
+            grad_h = torch.empty(h.shape, dtype=product, device=device)
+            grad_w = torch.zeros(w.shape, dtype=wide, device=device)
+            grad_b = None if bias is None else torch.zeros(b.shape, dtype=wide, device=device)
+            buffer = torch.empty((min(n, chunk_rows), w.shape[0]), dtype=product, device=device)
+            for lo in range(0, n, chunk_rows):
+                hi = min(n, lo + chunk_rows)
+                z = widen(h[lo:hi] @ w.T)
+                if b is not None:
+                    z = z + b
+                g = buffer[: hi - lo]
+                _chunk_terms(z, targets[lo:hi].unsqueeze(1), lo, hi, n, 1.0 - 0.5 * beta, 0.5 * beta,
+                             teacher_probs, *rows, out=g)
+                torch.matmul(g, w, out=grad_h[lo:hi])
+                grad_w += widen(g.T @ h[lo:hi])
+                if grad_b is not None:
+                    grad_b += g.sum(0, dtype=wide)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (reps.dtype, table.dtype, None if bias is None else bias.dtype)
+        return _loss_and_rows(beta, rows, ctx)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, *unused):
+        grads = []
+        for kept, dtype in zip(ctx.saved_tensors, ctx.dtypes):
+            grads.append(None if kept is None else (kept * grad_loss.to(kept.dtype)).to(dtype))
+        return (*grads, None, None, None, None, None)
 
 
 def fused_student_loss(
@@ -186,15 +254,46 @@ def fused_student_loss(
     """
     if student_logits.dim() != 2:
         raise ValueError(f"student logits must be [rows, items], got shape {tuple(student_logits.shape)}")
-    n, n_items = student_logits.shape
+    return _fused_loss(lambda *args: _FusedSoftLabelLoss.apply(student_logits, targets, *args),
+                       *student_logits.shape, beta, teacher_probs, r_log_r, chunk_elements)
+
+
+def fused_output_loss(
+    reps: torch.Tensor,
+    table: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    beta: float,
+    teacher_probs: TeacherProbs | None = None,
+    r_log_r: torch.Tensor | None = None,
+    chunk_elements: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """:func:`fused_student_loss` of the logits ``reps @ table.T + bias``, which are never formed whole.
+
+    ``reps`` [N, d] are the rows' representations, ``table`` [n_items, d] and ``bias`` [n_items]
+    (or None) the output layer over the real items.  The logits, softmaxes and their gradient
+    exist one row chunk at a time; gradients reach ``reps``, ``table`` and ``bias``.  The same
+    loss, logs and Σ r log r as :func:`fused_student_loss` on the materialised logits, without
+    the [rows × items] passes through memory that dominate a small backbone's epoch on CPU.
+    """
+    if reps.dim() != 2 or table.dim() != 2 or reps.shape[1] != table.shape[1]:
+        raise ValueError(f"representations [rows, d] and an output table [items, d] are needed, got shapes "
+                         f"{tuple(reps.shape)} and {tuple(table.shape)}")
+    if bias is not None and bias.shape != table.shape[:1]:
+        raise ValueError(f"the output bias must have one entry per item ({table.shape[0]}), got {tuple(bias.shape)}")
+    return _fused_loss(lambda *args: _FusedOutputLayerLoss.apply(reps, table, bias, targets, *args),
+                       reps.shape[0], table.shape[0], beta, teacher_probs, r_log_r, chunk_elements)
+
+
+def _fused_loss(apply, n, n_items, beta, teacher_probs, r_log_r, chunk_elements):
+    """The shared part of the fused losses: chunking, and the loss, logs and Σ r log r from the rows."""
     if n == 0:
         raise ValueError("the fused student loss needs at least one row")
     if teacher_probs is None:
         beta = 0.0
     chunk_rows = max(1, (chunk_elements or FUSED_CHUNK_ELEMENTS) // max(n_items, 1))
     compute = teacher_probs is not None and beta > 0.0 and r_log_r is None
-    outputs = _FusedSoftLabelLoss.apply(student_logits, targets, float(beta), teacher_probs if beta > 0.0 else None,
-                                        compute, chunk_rows)
+    outputs = apply(float(beta), teacher_probs if beta > 0.0 else None, compute, chunk_rows)
     loss, ce_rows, soft_rows = outputs[:3]
     if compute:
         r_log_r = outputs[3]

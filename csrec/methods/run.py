@@ -18,7 +18,7 @@ from csrec.data.dataset import SequenceData
 from csrec.errors import ConfigError
 from csrec.evaluation import evaluate
 from csrec.methods.ensemble import TeacherEnsemble
-from csrec.methods.losses import fused_student_loss, popularity_logits, student_loss_from_teacher_probs
+from csrec.methods.losses import fused_output_loss, popularity_logits, student_loss_from_teacher_probs
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
@@ -43,7 +43,7 @@ class SoftLabelLoss:
     """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row.
 
     For the code's KL direction the teachers' tempered softmax is read chunk by chunk inside the
-    fused loss (:func:`fused_student_loss`), so no [rows × items] teacher tensor exists at once;
+    fused loss (:func:`fused_output_loss`), so no [rows × items] tensor exists at once;
     ``precision`` is the store product's arithmetic (csrec.models.precision spellings).
     """
 
@@ -59,21 +59,22 @@ class SoftLabelLoss:
 
     def __call__(self, model: SequentialRecommender, batch: Batch):
         reps, targets = model.training_representations(batch.inputs, batch.targets)
-        logits = model.item_scores(reps)
         columns = targets - 1
         if self.direction == "code" and self.beta > 0.0:
             rows = batch.rows
             cpu_rows = rows.cpu()
             known = bool(self._r_log_r_known[cpu_rows].all())
-            cached = self._r_log_r[cpu_rows].to(device=logits.device, dtype=torch.float32) if known else None
-            loss, logs, r_log_r = fused_student_loss(logits, columns, self.beta, self.reader(rows), cached)
+            cached = self._r_log_r[cpu_rows].to(device=reps.device, dtype=torch.float32) if known else None
+            loss, logs, r_log_r = fused_output_loss(reps, *model.output_layer(), columns, self.beta,
+                                                    self.reader(rows), cached)
             if not known:
                 self._r_log_r[cpu_rows] = r_log_r.double().cpu()
                 self._r_log_r_known[cpu_rows] = True
         else:  # the paper's KL direction needs log r: whole soft labels, then the plain loss
             with torch.no_grad():
                 probs = self.reader(batch.rows)(0, len(batch.rows))
-            loss, logs = student_loss_from_teacher_probs(logits, columns, probs, self.beta, self.direction)
+            loss, logs = student_loss_from_teacher_probs(model.item_scores(reps), columns, probs, self.beta,
+                                                         self.direction)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
 

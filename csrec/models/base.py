@@ -92,10 +92,16 @@ class SequentialRecommender(nn.Module):
         Padding is never a valid next item, so losses and rankings use this instead of
         :meth:`score` (slicing the table is a view: no copy of the logits).
         """
-        logits = representation @ self.output_table()[1:].t()
-        bias = self.output_bias()
+        table, bias = self.output_layer()
+        logits = representation @ table.t()
         # In the product's dtype: under mixed precision the [rows × items] logits stay bfloat16.
-        return logits if bias is None else logits + bias[1:].to(logits.dtype)
+        return logits if bias is None else logits + bias.to(logits.dtype)
+
+    def output_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(table [n_items, d], bias [n_items] or None) over the real items: what :meth:`item_scores`
+        multiplies by, for losses that compute the logits themselves (csrec.methods.losses.fused_output_loss)."""
+        bias = self.output_bias()
+        return self.output_table()[1:], None if bias is None else bias[1:]
 
     def score(self, representation: torch.Tensor) -> torch.Tensor:
         """Logits over all item ids (column 0 is padding): [..., d] -> [..., n_items + 1]."""

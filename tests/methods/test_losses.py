@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from csrec.methods.losses import (
     exact_expectation,
+    fused_output_loss,
     fused_student_loss,
     popularity_logits,
     relaxed_expectation,
@@ -260,6 +261,63 @@ def test_fused_loss_rejects_bad_shapes():
         fused_student_loss(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long), 0.0)
 
 
+def _output_layer(rows, items, d, seed, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    reps = (torch.randn(rows, d, generator=g, dtype=torch.float64) * 0.7).requires_grad_()
+    table = (torch.randn(items, d, generator=g, dtype=torch.float64) * 0.7).requires_grad_()
+    b = (torch.randn(items, generator=g, dtype=torch.float64)).requires_grad_() if bias else None
+    return reps, table, b
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 14, 1 << 20])  # one row, two rows, all rows per chunk
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_output_loss_equals_the_brute_force_loss_of_the_materialised_logits(chunk_elements, beta, bias):
+    reps, table, b = _output_layer(5, 7, 3, seed=51, bias=bias)
+    probs = torch.softmax(_rand(5, 7, seed=52, scale=3.0), -1)
+    targets = torch.tensor([6, 0, 2, 2, 4])
+    params = [t for t in (reps, table, b) if t is not None]
+    logits = reps @ table.T + (0 if b is None else b)
+    want, *rows = _brute_fused(logits, targets, probs, beta)
+    want_grads = torch.autograd.grad(want, params)
+    ce_rows, soft_rows, r_log_r = (t.detach() for t in rows)
+    got, logs, got_r_log_r = fused_output_loss(reps, table, b, targets, beta, _teacher(probs) if beta else None,
+                                               chunk_elements=chunk_elements)
+    got_grads = torch.autograd.grad(got, params)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    assert logs["ce"] == pytest.approx(float(ce_rows.mean()), abs=1e-12)
+    if beta:
+        torch.testing.assert_close(got_r_log_r, r_log_r, rtol=0, atol=1e-12)
+        assert logs["kl"] == pytest.approx(float((r_log_r + 0.5 * soft_rows + 0.5 * ce_rows).mean()), abs=1e-12)
+    else:
+        assert got_r_log_r is None
+
+
+def test_fused_output_loss_passes_gradcheck_and_scales_with_the_upstream_gradient():
+    reps, table, b = _output_layer(4, 6, 3, seed=53)
+    probs = torch.softmax(_rand(4, 6, seed=54), -1)
+    targets = torch.tensor([5, 0, 2, 2])
+    assert torch.autograd.gradcheck(
+        lambda r, t, c: fused_output_loss(r, t, c, targets, 0.5, _teacher(probs), chunk_elements=12)[0],
+        (reps, table, b))
+    loss, _, _ = fused_output_loss(reps, table, b, targets, 0.5, _teacher(probs))
+    (3.0 * loss).backward(retain_graph=True)
+    once = reps.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(reps.grad, once * (4.0 / 3.0), rtol=0, atol=1e-12)
+
+
+def test_fused_output_loss_rejects_mismatched_layers():
+    with pytest.raises(ValueError, match=r"\[items, d\]"):
+        fused_output_loss(torch.zeros(2, 3), torch.zeros(5, 4), None, torch.zeros(2, dtype=torch.long), 0.0)
+    with pytest.raises(ValueError, match="one entry per item"):
+        fused_output_loss(torch.zeros(2, 3), torch.zeros(5, 3), torch.zeros(4), torch.zeros(2, dtype=torch.long), 0.0)
+    with pytest.raises(ValueError, match="at least one row"):
+        fused_output_loss(torch.zeros(0, 3), torch.zeros(5, 3), None, torch.zeros(0, dtype=torch.long), 0.0)
+
+
 # Mixed precision: a fixed output layer (rows × d representations against an items × d table),
 # its logits computed under bfloat16 autocast vs in float32.  bfloat16 keeps 8 significant bits
 # (relative rounding 2^-9 ≈ 0.2% per input), so the stated tolerance is 0.5% of the loss and a
@@ -267,8 +325,9 @@ def test_fused_loss_rejects_bad_shapes():
 BF16_LOSS_RTOL = 5e-3
 
 
+@pytest.mark.parametrize("fused", ["logits", "output layer"])
 @pytest.mark.parametrize("beta", [0.0, 0.5])
-def test_bfloat16_loss_equals_float32_loss_within_stated_tolerance(beta):
+def test_bfloat16_loss_equals_float32_loss_within_stated_tolerance(beta, fused):
     g = torch.Generator().manual_seed(5)
     reps = torch.randn(300, 64, generator=g) * 0.5
     table = (torch.randn(2000, 64, generator=g) * 0.5).requires_grad_()
@@ -277,11 +336,14 @@ def test_bfloat16_loss_equals_float32_loss_within_stated_tolerance(beta):
     results = {}
     for precision in ("fp32", "bf16"):
         table.grad = None
+        teacher = _teacher(probs) if beta else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = reps @ table.T
-            loss, logs, _ = fused_student_loss(logits, targets, beta, _teacher(probs) if beta else None,
-                                               chunk_elements=1 << 16)
-        assert logits.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+            if fused == "logits":
+                logits = reps @ table.T
+                assert logits.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+                loss, logs, _ = fused_student_loss(logits, targets, beta, teacher, chunk_elements=1 << 16)
+            else:
+                loss, logs, _ = fused_output_loss(reps, table, None, targets, beta, teacher, chunk_elements=1 << 16)
         assert loss.dtype == torch.float32  # reductions in float32 whatever the products' dtype
         loss.backward()
         results[precision] = (float(loss.detach()), table.grad.clone())
