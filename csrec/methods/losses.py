@@ -208,6 +208,7 @@ class _FusedOutputLayerLoss(torch.autograd.Function):
             grad_w = torch.zeros(w.shape, dtype=wide, device=device)
             grad_b = None if bias is None else torch.zeros(b.shape, dtype=wide, device=device)
             buffer = torch.empty((min(n, chunk_rows), w.shape[0]), dtype=product, device=device)
+            grad_w_part = torch.empty(w.shape, dtype=product, device=device) if product != wide else None
             for lo in range(0, n, chunk_rows):
                 hi = min(n, lo + chunk_rows)
                 z = widen(h[lo:hi] @ w.T)
@@ -217,7 +218,10 @@ class _FusedOutputLayerLoss(torch.autograd.Function):
                 _chunk_terms(z, targets[lo:hi].unsqueeze(1), lo, hi, n, 1.0 - 0.5 * beta, 0.5 * beta,
                              teacher_probs, *rows, out=g)
                 torch.matmul(g, w, out=grad_h[lo:hi])
-                grad_w += widen(g.T @ h[lo:hi])
+                if product == wide:
+                    grad_w.addmm_(g.T, h[lo:hi])
+                else:  # a 16-bit product into a reused buffer, added to the float32 sum
+                    grad_w.add_(torch.matmul(g.T, h[lo:hi], out=grad_w_part))
                 if grad_b is not None:
                     grad_b += g.sum(0, dtype=wide)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
