@@ -5,7 +5,8 @@
 Forward + backward of the loss over one batch of random logits (the default shape is a Last.FM
 batch: 64 sub-sessions ≈ 1,216 targets × 3,646 items), 1 torch thread unless OMP_NUM_THREADS
 says otherwise; best of 3 rounds of --repeats calls each.  ``--dtype bfloat16`` gives the logits
-the dtype they have under mixed precision (the losses still reduce in float32).  The last four
+the dtype they have under mixed precision (the losses still reduce in float32).  The CSRec-T rows
+are the main teacher's Eq. 16–18 against random side-teacher logits and noise rows.  The last four
 rows start one step earlier, from the representations h [rows × 64] and the output table W
 [items × 64] (under bfloat16 autocast with ``--dtype bfloat16``), and include the output layer's
 products: the logits h·Wᵀ materialised and then the fused loss (what training did before), against
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_result  # noqa: E402
 from csrec.methods.losses import (  # noqa: E402
     fused_output_loss,
+    fused_robust_teacher_loss,
+    robust_teacher_loss,
     fused_student_loss,
     soft_label_from_probs,
     soft_label_self_information,
@@ -72,7 +75,14 @@ def main() -> None:
                                           teacher if soft else None, cached if soft else None)[0]
         return step
 
+    side_logits = torch.randn(args.rows, args.items)
+    noise_rows = torch.randn(args.rows, args.items).requires_grad_()
+    noise_max = torch.randn(args.items).requires_grad_()
     steps.update({
+        "CSRec-T teacher, Eq. 16–18 through autograd": lambda: robust_teacher_loss(
+            logits, side_logits, targets, noise_rows, noise_max, 0.5)[0],
+        "CSRec-T teacher, Eq. 16–18 fused (fused_robust_teacher_loss)": lambda: fused_robust_teacher_loss(
+            logits, side_logits, targets, noise_rows, noise_max, 0.5)[0],
         "Base from h, W: logits h·Wᵀ materialised, then the fused loss": layer_step(False, False),
         "Base from h, W: fused_output_loss (output layer inside)": layer_step(True, False),
         "Eq. 19–20 cached from h, W: logits materialised, then the fused loss": layer_step(False, True),

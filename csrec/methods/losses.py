@@ -12,7 +12,8 @@ the authors' code carries (and drops before each KL) never enters.
 * :func:`fused_output_loss` — the same with the output layer inside the chunks: not even the
   student's logits or their gradient exist whole (what the training loops use).
 * :func:`robust_teacher_loss` — Eq. 17–18 for CSRec-T's main teacher g1, with the paper's α
-  (the authors' ``dvae_alpha`` is 1 − α).
+  (the authors' ``dvae_alpha`` is 1 − α); :func:`fused_robust_teacher_loss` is the same in one
+  chunked pass with a closed-form backward (what training uses).
 * :func:`popularity_logits` — SoftRec's prior: training counts scaled linearly to [−5, 5].
 
 Every softmax, log-softmax and reduction runs in float32 whatever the logits' dtype (bfloat16
@@ -372,6 +373,108 @@ def robust_teacher_loss(
         expectation = relaxed_expectation(log_g1.exp(), h_rows, h_column_max, g1_logits.shape[-1])
         loss = loss + expectation
         logs["expectation"] = float(expectation.detach())
+    return loss, logs
+
+
+class _FusedRobustTeacherLoss(torch.autograd.Function):
+    """Eq. 18 (:func:`robust_teacher_loss`) in row chunks, its gradients formed in the forward.
+
+    Per row, with p1 = softmax(z1), p2 = softmax(z2) (z2 frozen), log-probabilities z − lse and
+    the expectation's inner_j = softplus(−h̃_ij) + log|I| + max_k h̃_kj (Eq. 16), the gradients of
+    the batch-mean loss are, divided by N:
+      ∂z1 = p1 − onehot(i) + α (p1 − p2) + (1 − α) p1 ⊙ (log p1 − log p2 − KL(p1 ‖ p2))
+            + p1 ⊙ (inner − Σ_j inner_j p1_j)
+      ∂h̃_i· = −p1 ⊙ sigmoid(−h̃_i·),   ∂max_k h̃_kj = Σ_rows p1_j.
+    Each chunk's float32 softmaxes and products exist only while it is processed; the kept
+    gradients are in the inputs' dtypes.  log p is z − lse (finite), so an underflowed p adds 0.
+    """
+
+    @staticmethod
+    def forward(ctx, g1_logits, g2_logits, targets, h_rows, h_column_max, alpha, chunk_rows):
+        n, n_items = g1_logits.shape
+        device = g1_logits.device
+        wide = widen(g1_logits[:0]).dtype
+        expectation = h_rows is not None
+        grad_z = torch.empty_like(g1_logits)
+        grad_h = torch.empty_like(h_rows) if expectation else None
+        grad_max = torch.zeros(n_items, dtype=wide, device=device) if expectation else None
+        rows = {name: torch.empty(n, dtype=wide, device=device) for name in ("ce", "kl21", "kl12", "expectation")}
+        with torch.autocast(device_type=device.type, enabled=False):
+            if expectation:
+                column_term = widen(h_column_max.detach()) + math.log(n_items)
+            for lo in range(0, n, chunk_rows):
+                hi = min(n, lo + chunk_rows)
+                log_p1 = torch.log_softmax(widen(g1_logits[lo:hi]), dim=-1)
+                log_p2 = torch.log_softmax(widen(g2_logits[lo:hi].detach()), dim=-1)
+                p1, p2 = log_p1.exp(), log_p2.exp()
+                log_ratio = log_p1 - log_p2
+                rows_targets = targets[lo:hi].unsqueeze(1)
+                rows["ce"][lo:hi] = -log_p1.gather(1, rows_targets).squeeze(1)
+                kl12 = torch.linalg.vecdot(p1, log_ratio)
+                rows["kl12"][lo:hi] = kl12
+                rows["kl21"][lo:hi] = -torch.linalg.vecdot(p2, log_ratio)
+                # ∂z1 without the one-hot, built in place: (1 + α) p1 − α p2 + (1 − α) p1 (log p1 − log p2 − KL12)
+                grad = log_ratio.sub_(kl12.unsqueeze(1)).mul_(1.0 - alpha).add_(1.0 + alpha).mul_(p1)
+                grad.sub_(p2, alpha=alpha)
+                if expectation:
+                    h = widen(h_rows[lo:hi])
+                    inner = F.softplus(-h).add_(column_term)
+                    expected = torch.linalg.vecdot(p1, inner)
+                    rows["expectation"][lo:hi] = expected
+                    grad.addcmul_(p1, inner.sub_(expected.unsqueeze(1)))
+                    grad_max += p1.sum(0)
+                    torch.mul(torch.sigmoid(-h).mul_(p1), -1.0 / n, out=grad_h[lo:hi])
+                grad.scatter_add_(1, rows_targets, grad.new_full(rows_targets.shape, -1.0))
+                torch.mul(grad, 1.0 / n, out=grad_z[lo:hi])
+        if expectation:
+            grad_max /= n
+        ctx.save_for_backward(grad_z, grad_h, grad_max)
+        ctx.max_dtype = None if h_column_max is None else h_column_max.dtype
+        ce, kl21, kl12 = rows["ce"].mean(), rows["kl21"].mean(), rows["kl12"].mean()
+        loss = ce + alpha * kl21 + (1.0 - alpha) * kl12
+        terms = torch.stack([ce, kl21, kl12, rows["expectation"].mean() if expectation else ce.new_zeros(())])
+        if expectation:
+            loss = loss + terms[3]
+        ctx.mark_non_differentiable(terms)
+        return loss, terms
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, _unused):
+        grad_z, grad_h, grad_max = ctx.saved_tensors
+        scale = lambda g: None if g is None else g * grad_loss.to(g.dtype)  # noqa: E731
+        grad_max = scale(grad_max)
+        return (scale(grad_z), None, None, scale(grad_h),
+                None if grad_max is None else grad_max.to(ctx.max_dtype), None, None)
+
+
+def fused_robust_teacher_loss(
+    g1_logits: torch.Tensor,
+    g2_logits: torch.Tensor,
+    targets: torch.Tensor,
+    h_rows: torch.Tensor | None,
+    h_column_max: torch.Tensor | None,
+    alpha: float,
+    chunk_elements: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`robust_teacher_loss` (Eq. 16–18) in one chunked pass with a closed-form backward.
+
+    The same loss and logs; autograd's version keeps a dozen [rows × items] intermediates for its
+    backward, this one only the gradients of g1's logits and of h̃'s rows.
+    """
+    if g1_logits.dim() != 2 or g2_logits.shape != g1_logits.shape:
+        raise ValueError(f"g1 and g2 logits must both be [rows, items], got {tuple(g1_logits.shape)} and "
+                         f"{tuple(g2_logits.shape)}")
+    if (h_rows is None) != (h_column_max is None):
+        raise ValueError("the expectation term needs both h̃'s rows and its column max (or neither)")
+    n, n_items = g1_logits.shape
+    chunk_rows = max(1, (chunk_elements or FUSED_CHUNK_ELEMENTS) // max(n_items, 1))
+    loss, terms = _FusedRobustTeacherLoss.apply(g1_logits, g2_logits, targets, h_rows, h_column_max,
+                                                float(alpha), chunk_rows)
+    ce, kl21, kl12, expectation = terms.tolist()
+    logs = {"ce": ce, "kl_g2_g1": kl21, "kl_g1_g2": kl12}
+    if h_rows is not None:
+        logs["expectation"] = expectation
     return loss, logs
 
 

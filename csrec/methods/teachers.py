@@ -27,7 +27,7 @@ from csrec.atomic import atomic_path
 from csrec.data.dataset import SequenceData
 from csrec.evaluation import evaluate
 from csrec.methods.config import NOISE_COLUMN_MAX, MethodConfig
-from csrec.methods.losses import robust_teacher_loss, widen
+from csrec.methods.losses import fused_robust_teacher_loss, widen
 from csrec.models.base import SequentialRecommender, build_backbone
 from csrec.training import Batch, StaleTrainingState, TrainConfig, train_model
 
@@ -210,7 +210,8 @@ class RobustTeacherLoss:
         if self.noise is not None:
             h_rows = self.noise.rows(targets - 1)
             h_max = self.noise.column_max(h_rows)
-        loss, logs = robust_teacher_loss(model.item_scores(reps), side_logits, targets - 1, h_rows, h_max, self.alpha)
+        loss, logs = fused_robust_teacher_loss(model.item_scores(reps), side_logits, targets - 1, h_rows, h_max,
+                                               self.alpha)
         extra = model.extra_loss()
         return (loss if extra is None else loss + extra), logs
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from csrec.methods.losses import (
     exact_expectation,
     fused_output_loss,
+    fused_robust_teacher_loss,
     fused_student_loss,
     popularity_logits,
     relaxed_expectation,
@@ -416,6 +417,61 @@ def test_robust_teacher_loss_gradients_reach_g1_and_h_not_g2():
     assert g2.grad is None or float(g2.grad.abs().sum()) == 0.0
     assert noise.observed.grad is not None and noise.observed.grad.abs().sum() > 0
     assert noise.preferred.grad is not None and noise.preferred.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 18, 1 << 20])  # one row, two rows, all rows per chunk
+@pytest.mark.parametrize("alpha", [0.25, 0.8])
+@pytest.mark.parametrize("expectation", [True, False])
+def test_fused_robust_teacher_loss_equals_autograd_loss_and_gradients(chunk_elements, alpha, expectation):
+    n = 9
+    g1 = _rand(6, n, seed=80, scale=2.0).requires_grad_()
+    g2 = _rand(6, n, seed=81, scale=2.0)
+    targets = torch.tensor([0, 8, 3, 3, 5, 1])
+    h_full = _rand(n, n, seed=82, scale=1.5)
+    h_rows = h_full[targets].clone().requires_grad_() if expectation else None
+    h_max = h_full.max(0).values.clone().requires_grad_() if expectation else None
+    inputs = [t for t in (g1, h_rows, h_max) if t is not None]
+    want, want_logs = robust_teacher_loss(g1, g2, targets, h_rows, h_max, alpha)
+    want_grads = torch.autograd.grad(want, inputs)
+    got, logs = fused_robust_teacher_loss(g1, g2, targets, h_rows, h_max, alpha, chunk_elements=chunk_elements)
+    got_grads = torch.autograd.grad(got, inputs)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert float(got.detach()) == pytest.approx(_brute_robust_loss(g1, g2, targets, h_full if expectation else None, alpha,
+                                                          expectation), rel=1e-10)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    assert logs.keys() == want_logs.keys()
+    assert all(logs[k] == pytest.approx(want_logs[k], abs=1e-12) for k in logs)
+
+
+def test_fused_robust_teacher_loss_passes_gradcheck_through_the_noise_model():
+    torch.manual_seed(0)
+    noise = NoiseMatrix(7, dim=3).double()
+    g1 = _rand(5, 7, seed=90).requires_grad_()
+    g2 = _rand(5, 7, seed=91)
+    targets = torch.tensor([6, 0, 2, 2, 4])
+
+    def loss(g1, observed, preferred):
+        rows = observed[targets] @ preferred.T
+        column_max = (observed[noise.column_argmax()] * preferred).sum(-1)
+        return fused_robust_teacher_loss(g1, g2, targets, rows, column_max, 0.3, chunk_elements=14)[0]
+
+    assert torch.autograd.gradcheck(loss, (g1, noise.observed, noise.preferred))
+
+
+def test_fused_robust_teacher_loss_stays_finite_when_probabilities_underflow():
+    g1 = _rand(3, 40, seed=92) * 1000  # softmax is 0 almost everywhere
+    g2 = _rand(3, 40, seed=93) * 1000
+    targets = torch.tensor([0, 7, 39])
+    got, _ = fused_robust_teacher_loss(g1, g2, targets, None, None, 0.5)
+    want, _ = robust_teacher_loss(g1, g2, targets, None, None, 0.5)
+    assert math.isfinite(float(got)) and float(got) == pytest.approx(float(want), rel=1e-9)
+
+
+def test_fused_robust_teacher_loss_rejects_half_an_expectation_term():
+    with pytest.raises(ValueError, match="both"):
+        fused_robust_teacher_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long),
+                                  torch.zeros(2, 3), None, 0.5)
 
 
 # --- Eq. 14 ≤ Eq. 16 ---------------------------------------------------------------------------
