@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     except CSRecError as exc:
         print(f"grid.py: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("grid.py: interrupted. Finished cells and pooled teachers are kept, and an interrupted trial or "
+              "teacher continues after its last finished epoch: rerun the same command with --resume.",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -269,13 +269,26 @@ def train_teachers(
             print(f"[csrec.sweep] training {len(refs)} teacher(s) ({len(report.records)} already in the pool)", flush=True)
         pending = {ref: key for key, ref in refs.items()}
         by_key = {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            record = ray.get(done[0])
-            by_key[pending.pop(done[0])] = record
+        try:
+            while pending:
+                # A timeout, so that Ctrl-C reaches Python within a second instead of waiting for a
+                # teacher that may take most of an hour.
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if not done:
+                    continue
+                record = ray.get(done[0])
+                by_key[pending.pop(done[0])] = record
+                if verbose:
+                    print(f"[csrec.sweep] teacher {record.get('describe')} {_trained_line(record)} "
+                          f"({len(by_key)}/{len(refs)})", flush=True)
+        except KeyboardInterrupt:
+            # The teachers in flight stop now; each keeps its last finished epoch in the pool's partial/.
+            for ref in pending:
+                ray.cancel(ref, force=True)
             if verbose:
-                print(f"[csrec.sweep] teacher {record.get('describe')} {_trained_line(record)} "
-                      f"({len(by_key)}/{len(refs)})", flush=True)
+                print(f"[csrec.sweep] interrupted: {len(by_key)} of {len(refs)} teacher(s) finished and pooled; "
+                      f"{len(pending)} stopped, each to continue after its last finished epoch", flush=True)
+            raise
         report.records.extend(by_key[key] for key in refs)  # in submission order, whatever finished first
     elif missing:
         storage = Path(storage_path or Path(pool_dir).parent) / "train_runs"

@@ -80,3 +80,22 @@ def test_run_directories_sharing_a_teacher_pool_train_each_teacher_once(ray_sess
     # The records say which run trained them, so a shared pool's counts stay per run.
     labels = {r["sweep"] for r in sweep.read_teacher_records(pool)}
     assert labels == {f"{(tmp_path / 'run-a').resolve()}:synthetic-gru4rec-csrec-m-paper-grid"}
+
+
+def test_ctrl_c_while_teachers_train_cancels_them_and_says_what_is_kept(ray_session, tiny, tmp_path, monkeypatch,
+                                                                       capsys):
+    import ray
+
+    import csrec.sweep.teachers as teachers
+
+    cancelled = []
+    monkeypatch.setattr(teachers.ray, "wait", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(teachers.ray, "cancel", lambda ref, force=False: cancelled.append((ref, force)))
+    config = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=2, **tiny)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.train_teachers([config], tmp_path / "teachers", {"teacher_cpus": 1}, sweep="ctrl-c")
+    assert len(cancelled) == 2 and all(force for _, force in cancelled)
+    assert "interrupted: 0 of 2 teacher(s) finished and pooled; 2 stopped" in capsys.readouterr().out
+    monkeypatch.undo()
+    for ref, _ in cancelled:  # leave no task running for the next test
+        ray.cancel(ref, force=True)

@@ -204,3 +204,23 @@ def test_authors_protocol_reaches_every_trial_and_fits_its_weights_to_the_trials
     # weights the user gave are kept as given (building the store then refuses 2 weights for 3 teachers)
     kept = SweepContext(base=given, pool_dir="", sweep="", protocol="authors").config_for({"num_teachers": 3})
     assert kept.method.ensemble_weights == (0.3, 0.7)
+
+
+def test_grid_py_says_how_to_continue_after_ctrl_c(monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    import csrec.sweep
+
+    path = Path(__file__).resolve().parents[2] / "sweeps" / "grid.py"
+    spec = importlib.util.spec_from_file_location("grid_script", path)
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csrec.sweep, "run_grid", interrupted)
+    assert grid.main(["--smoke", "--storage-path", "unused"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err
