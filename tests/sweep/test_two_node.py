@@ -23,7 +23,7 @@ import json, sys, ray
 import csrec.sweep as sweep
 from csrec.data import SyntheticConfig
 sweep.init_ray(address=sys.argv[1])
-deadline = __import__("time").monotonic() + 60
+deadline = __import__("time").monotonic() + 180  # a loaded machine can take minutes to start a node
 while len([n for n in ray.nodes() if n["Alive"]]) < 2 and __import__("time").monotonic() < deadline:
     __import__("time").sleep(0.5)
 config = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=4, epochs=2, patience=0,

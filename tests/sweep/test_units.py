@@ -206,21 +206,25 @@ def test_authors_protocol_reaches_every_trial_and_fits_its_weights_to_the_trials
     assert kept.method.ensemble_weights == (0.3, 0.7)
 
 
-def test_grid_py_says_how_to_continue_after_ctrl_c(monkeypatch, capsys):
-    import importlib.util
+def test_grid_py_says_how_to_continue_after_ctrl_c(tmp_path):
+    import os
+    import subprocess
+    import sys
     from pathlib import Path
 
-    import csrec.sweep
-
-    path = Path(__file__).resolve().parents[2] / "sweeps" / "grid.py"
-    spec = importlib.util.spec_from_file_location("grid_script", path)
-    grid = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grid)
-
-    def interrupted(config):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(csrec.sweep, "run_grid", interrupted)
-    assert grid.main(["--smoke", "--storage-path", "unused"]) == 130
-    err = capsys.readouterr().err
-    assert "interrupted" in err and "--resume" in err
+    # The script runs as users run it, in its own process; a sitecustomize makes the sweep raise
+    # KeyboardInterrupt as a Ctrl-C would.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import csrec.sweep\n"
+        "def interrupted(config):\n"
+        "    raise KeyboardInterrupt\n"
+        "csrec.sweep.run_grid = interrupted\n")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(repo / "sweeps" / "grid.py"), "--smoke", "--storage-path",
+                           str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "interrupted" in done.stderr and "--resume" in done.stderr
