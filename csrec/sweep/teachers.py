@@ -27,9 +27,11 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +40,14 @@ import numpy as np
 import ray
 import torch
 
-from csrec.atomic import write_atomic
+from csrec.atomic import atomic_path, write_atomic
 from csrec.data.dataset import SequenceData, load_dataset
 from csrec.experiment.fit import peak_rss_mib
 from csrec.methods import TeacherPool, TeacherSpec, teacher_specs, train_teacher
 from csrec.methods.teachers import TrainedTeacher
 from csrec.search.config import Resources
 from csrec.sweep.runtime import node_id, resolve_resources
-from csrec.training import TrainConfig
+from csrec.training import StaleTrainingState, TrainConfig
 
 
 # --- locks and records ---------------------------------------------------------------------------
@@ -324,9 +326,11 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
     training sub-sessions and the gradients are averaged after every backward pass, so all ranks
     take identical optimiser steps.  With more than one worker, early stopping is off (ranks must
     run the same number of steps) and each rank picks its best epoch on its share of the
-    validation sequences; rank 0's model is saved into the pool.  Rank 0 checkpoints its weights
-    every epoch; a restarted run loads them and trains the remaining epochs (the optimiser state
-    starts afresh).
+    validation sequences; rank 0's model is saved into the pool.  After every epoch each rank puts
+    its whole training state (:func:`csrec.training.train_model`'s ``state_path`` file: weights,
+    optimiser, loss state, best epoch, history and random generators) into the run's Train
+    checkpoint as ``rank<r>.state.pt``; a restarted run hands each rank its file back and training
+    continues after that epoch as if it had never stopped.
     """
     from ray import train as ray_train
 
@@ -350,26 +354,20 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
 
         torch.cuda.set_device(get_device())
 
-    state = _checkpoint_state(ray_train.get_checkpoint())
-    first_epoch = int(state["epoch"]) if state else 0
-    trained_model = []
+    state_name = f"rank{rank}.state.pt"
+    state_path = Path(tempfile.gettempdir()) / f"csrec-teacher-{key}-{state_name}"
+    _restore_rank_state(ray_train.get_checkpoint(), state_name, state_path)
 
     def prepare(model, params) -> None:
-        trained_model.append(model)
         if world > 1:
             _average_gradients(params, world)
-        if state:
-            model.load_state_dict(state["model"])
 
     def on_epoch(log) -> None:
-        epoch = first_epoch + log.epoch
-        metrics = {"epoch": epoch, "train_loss": log.train_loss, "valid_ndcg@10": log.valid.get("ndcg@10", 0.0)}
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as directory:
-                torch.save({"model": trained_model[0].state_dict(), "epoch": epoch}, Path(directory) / "teacher.pt")
-                ray_train.report(metrics, checkpoint=ray_train.Checkpoint.from_directory(directory))
-        else:
-            ray_train.report(metrics)  # every rank reports: it is a barrier
+        metrics = {"epoch": log.epoch, "train_loss": log.train_loss, "valid_ndcg@10": log.valid.get("ndcg@10", 0.0)}
+        # Every rank reports (it is a barrier) and adds its own state file to the epoch's checkpoint.
+        with tempfile.TemporaryDirectory() as directory:
+            shutil.copyfile(state_path, Path(directory) / state_name)
+            ray_train.report(metrics, checkpoint=ray_train.Checkpoint.from_directory(directory))
 
     shard = None
     local_train = dataclasses.replace(train, progress=False)
@@ -377,14 +375,19 @@ def _torch_teacher_loop(cfg: dict) -> dict | None:
         subset = data.subsample(spec.subsample, spec.subsample_seed) if spec.subsample is not None else None
         shard = _rank_shard(data, subset, spec.seed, rank, world)
         local_train = dataclasses.replace(local_train, patience=0)
-    local_train = dataclasses.replace(local_train, epochs=max(train.epochs - first_epoch, 1))
     side = pool.get(spec.side, data, train).model if spec.robust else None
-    teacher = train_teacher(spec, data, local_train, side=side, on_epoch=on_epoch, sequence_subset=shard,
-                            prepare=prepare)
+    try:
+        teacher = train_teacher(spec, data, local_train, side=side, on_epoch=on_epoch, sequence_subset=shard,
+                                prepare=prepare, state_path=state_path)
+    except StaleTrainingState as stale:  # saved by another csrec version or setting (on every rank alike)
+        warnings.warn(f"training the teacher from scratch: {stale}", stacklevel=2)
+        state_path.unlink(missing_ok=True)
+        teacher = train_teacher(spec, data, local_train, side=side, on_epoch=on_epoch, sequence_subset=shard,
+                                prepare=prepare, state_path=state_path)
+    state_path.unlink(missing_ok=True)
     if rank != 0:
         return None
     teacher = dataclasses.replace(teacher, key=key, model=teacher.model.cpu())
-    teacher.info["best_epoch"] += first_epoch
     record.update(trained=True, seconds=teacher.info["seconds"], finished_at=time.time(),
                   valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), peak_rss_mib=peak_rss_mib(),
                   **_where())
@@ -416,12 +419,18 @@ def _average_gradients(params, world: int) -> None:
             p.register_post_accumulate_grad_hook(average)
 
 
-def _checkpoint_state(checkpoint) -> dict | None:
-    """A restarted run's last checkpoint: ``{"model": state_dict, "epoch": epochs done}`` (None without one)."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / "teacher.pt", map_location="cpu", weights_only=False)
+def _restore_rank_state(checkpoint, state_name: str, state_path: Path) -> None:
+    """Put this rank's training state from a restarted run's last checkpoint at ``state_path`` (or, with
+    no checkpoint, remove a stale file of an earlier run there: the checkpoint is what counts)."""
+    saved = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            if (Path(directory) / state_name).is_file():
+                with atomic_path(state_path) as partial:
+                    shutil.copyfile(Path(directory) / state_name, partial)
+                saved = state_path
+    if saved is None:
+        state_path.unlink(missing_ok=True)
 
 
 def train_teacher_torchtrainer(

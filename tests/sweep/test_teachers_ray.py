@@ -57,7 +57,10 @@ def test_torchtrainer_route_trains_a_data_parallel_teacher_once(ray_session, tin
     assert report.route == "torchtrainer"
     (record,) = report.records
     assert record["trained"] and record["workers"] == 2 and record["trained_by"] == "torchtrainer"
-    assert (tmp_path / "train_runs" / f"teacher-{record['key']}").is_dir()  # Train checkpoints, named by key
+    run_dir = tmp_path / "train_runs" / f"teacher-{record['key']}"
+    assert run_dir.is_dir()  # Train checkpoints, named by key
+    # Each epoch's checkpoint holds every rank's whole training state, for a restarted run to continue.
+    assert {p.name for p in run_dir.rglob("rank*.state.pt")} == {"rank0.state.pt", "rank1.state.pt"}
     assert len(list(pool_dir.glob("teacher-*.pt"))) == 1
     print(f"\nTorchTrainer teacher: launch overhead {record['launch_overhead_s']:.1f}s, "
           f"training {record['seconds']:.1f}s, fit() {record['fit_s']:.1f}s")
@@ -99,3 +102,22 @@ def test_ctrl_c_while_teachers_train_cancels_them_and_says_what_is_kept(ray_sess
     monkeypatch.undo()
     for ref, _ in cancelled:  # leave no task running for the next test
         ray.cancel(ref, force=True)
+
+
+def test_a_restarted_torchtrainer_teacher_gets_each_ranks_whole_training_state_back(tmp_path):
+    from ray.train import Checkpoint
+
+    from csrec.sweep.teachers import _restore_rank_state
+
+    checkpoint_dir = tmp_path / "checkpoint"
+    checkpoint_dir.mkdir()
+    (checkpoint_dir / "rank1.state.pt").write_bytes(b"rank one's state")
+    local = tmp_path / "local" / "teacher-k-rank1.state.pt"
+    _restore_rank_state(Checkpoint.from_directory(checkpoint_dir), "rank1.state.pt", local)
+    assert local.read_bytes() == b"rank one's state"
+    # No checkpoint (a fresh run), or none for this rank: a stale local file of an earlier run goes.
+    _restore_rank_state(Checkpoint.from_directory(checkpoint_dir), "rank0.state.pt", local)
+    assert not local.exists()
+    local.write_bytes(b"stale")
+    _restore_rank_state(None, "rank1.state.pt", local)
+    assert not local.exists()
