@@ -52,7 +52,7 @@ def test_teachers_train_on_both_nodes(two_node_cluster, tmp_path):
     address, env, _ = two_node_cluster
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", DRIVER, address, str(tmp_path / "teachers")], env=env,
-                         capture_output=True, text=True, timeout=240)
+                         capture_output=True, text=True, timeout=480)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert len(result["nodes"]) == 2
