@@ -212,9 +212,9 @@ class _FusedOutputLayerLoss(torch.autograd.Function):
             grad_w_part = torch.empty(w.shape, dtype=product, device=device) if product != wide else None
             for lo in range(0, n, chunk_rows):
                 hi = min(n, lo + chunk_rows)
-                z = widen(h[lo:hi] @ w.T)
+                z = widen(h[lo:hi] @ w.T)  # a fresh tensor either way: the bias goes in in place
                 if b is not None:
-                    z = z + b
+                    z += b
                 g = buffer[: hi - lo]
                 _chunk_terms(z, targets[lo:hi].unsqueeze(1), lo, hi, n, 1.0 - 0.5 * beta, 0.5 * beta,
                              teacher_probs, *rows, out=g)
@@ -398,7 +398,8 @@ class _FusedRobustTeacherLoss(torch.autograd.Function):
         grad_z = torch.empty_like(g1_logits)
         grad_h = torch.empty_like(h_rows) if expectation else None
         grad_max = torch.zeros(n_items, dtype=wide, device=device) if expectation else None
-        rows = {name: torch.empty(n, dtype=wide, device=device) for name in ("ce", "kl21", "kl12", "expectation")}
+        names = ("ce", "kl21", "kl12", "expectation") if expectation else ("ce", "kl21", "kl12")
+        rows = {name: torch.empty(n, dtype=wide, device=device) for name in names}
         with torch.autocast(device_type=device.type, enabled=False):
             if expectation:
                 column_term = widen(h_column_max.detach()) + math.log(n_items)
