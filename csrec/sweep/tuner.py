@@ -52,6 +52,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import logging
 import math
 import os
 import time
@@ -545,6 +546,30 @@ def _prefixed(row, prefix: str) -> dict:
     return {k[len(prefix):]: float(v) for k, v in row.items() if k.startswith(prefix) and pd.notna(v)}
 
 
+class _UnstartedTrialsFilter(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics" warning when every trial it lists simply has no result
+    file yet: on resume, a trial that was pending when the sweep stopped has a directory and nothing
+    in it, which is normal and would otherwise print as a ``FileNotFoundError`` per trial."""
+
+    PREFIX = "Failed to fetch metrics for "
+    NO_RESULTS = "were not found at"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        listed = [line for line in message.splitlines()[1:] if line.startswith("- ")]
+        return not listed or not all(self.NO_RESULTS in line for line in listed)
+
+
+_UNSTARTED_TRIALS_FILTER = _UnstartedTrialsFilter()
+
+
+def _quiet_unstarted_trial_warnings() -> None:
+    """Installs :class:`_UnstartedTrialsFilter` on the logger of Tune's ``ExperimentAnalysis`` (once)."""
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_UNSTARTED_TRIALS_FILTER)
+
+
 def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, storage: Path, exp_path: Path,
            replicate_of: dict | None = None):
     """A new Tuner for the cell (``replicate_of``: for the seed replicates of that configuration),
@@ -560,6 +585,7 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
         outcomes = _read_outcomes(exp_path)
         done = sum(1 for e in outcomes.values() if e.get("event") == "complete")
         print(f"  {label}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
+        _quiet_unstarted_trial_warnings()
         tuner = ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)

@@ -228,3 +228,34 @@ def test_grid_py_says_how_to_continue_after_ctrl_c(tmp_path):
     assert done.returncode == 130, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "interrupted" in done.stderr and "--resume" in done.stderr
+
+
+def test_resume_hides_tunes_warning_about_trials_that_never_reported():
+    import logging
+
+    from csrec.sweep.tuner import _quiet_unstarted_trial_warnings
+
+    class Keep(logging.Handler):  # Ray's loggers do not propagate to the root, where caplog listens
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    _quiet_unstarted_trial_warnings()
+    analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    kept = Keep()
+    analysis_log.addHandler(kept)
+    missing = ("- run_trial_{0}: FileNotFoundError('Could not fetch metrics for run_trial_{0}: both result.json and "
+               "progress.csv were not found at /runs/exp/trial_{0}')")
+    broken = "- run_trial_c3: JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
+    try:
+        analysis_log.warning("Failed to fetch metrics for 2 trial(s):\n" + missing.format("a1") + "\n"
+                             + missing.format("b2"))
+        assert not kept.records  # trials pending when the sweep stopped: nothing to report
+        analysis_log.warning("Failed to fetch metrics for 2 trial(s):\n" + missing.format("a1") + "\n" + broken)
+        analysis_log.warning("something else")
+    finally:
+        analysis_log.removeHandler(kept)
+    assert [r.getMessage().splitlines()[-1] for r in kept.records] == [broken, "something else"]
