@@ -17,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import csrec  # noqa: E402
+from csrec.report.paper import paper_table3  # noqa: E402
 from common import DEFAULT_DATA_DIR, RESULTS, markdown_table, write_result  # noqa: E402
 
-# Paper Table 3, Last.FM, Base row: (Recall@10, NDCG@10) in %.
-PAPER_BASE = {"gru4rec": (16.68, 10.08), "nextitnet": (15.45, 11.56), "narm": (20.26, 13.20), "sasrec": (20.35, 11.43),
-              "bert4rec": (17.27, None), "srgnn": (14.31, None), "cl4srec": (18.34, None), "dreamrec": (15.44, None)}
+# Paper Table 3, Last.FM: (Recall@10, NDCG@10) in % per backbone and method.
+PAPER = paper_table3("lastfm")
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
             runs.append(result)
         recall = np.array([r.metrics["recall@10"] for r in runs]) * 100
         ndcg = np.array([r.metrics["ndcg@10"] for r in runs]) * 100
-        paper_r, paper_n = PAPER_BASE.get(backbone, (None, None))
+        paper_r, paper_n = PAPER.get(backbone, {}).get("base", (None, None))
         fmt = lambda v: f"{v.mean():.2f}" + (f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else "")  # noqa: E731
         r0 = runs[0]
         rows.append([

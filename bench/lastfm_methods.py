@@ -42,20 +42,10 @@ from csrec.experiment.protocol import PROTOCOLS  # noqa: E402
 from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.methods import TeacherPool  # noqa: E402
 from csrec.methods.run import run_method  # noqa: E402,F401
+from csrec.report.paper import METHODS, paper_table3  # noqa: E402
 
-# Paper Table 3, Last.FM: (Recall@10, NDCG@10) in % per backbone, methods in METHODS order.
-METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
-_TABLE3 = {
-    "gru4rec": [(16.68, 10.08), (17.42, 10.62), (18.16, 10.67), (18.60, 10.99), (18.18, 10.76)],
-    "nextitnet": [(15.45, 11.56), (15.47, 11.82), (16.46, 12.47), (16.20, 12.05), (15.68, 12.00)],
-    "narm": [(20.26, 13.20), (20.48, 12.82), (20.81, 13.05), (20.73, 12.96), (20.69, 12.87)],
-    "sasrec": [(20.35, 11.43), (20.74, 11.95), (20.87, 11.97), (21.13, 12.25), (21.04, 12.00)],
-    "bert4rec": [(17.27, 9.62), (17.39, 8.77), (18.12, 10.03), (17.84, 9.54), (18.47, 10.35)],
-    "srgnn": [(14.31, 9.11), (14.35, 9.30), (15.19, 9.91), (15.29, 9.78), (15.51, 9.44)],
-    "dreamrec": [(15.44, 8.68), (16.07, 8.97), (19.00, 11.29), (18.69, 10.86), (19.10, 11.18)],
-    "cl4srec": [(18.34, 10.19), (17.89, 9.68), (19.00, 10.72), (18.94, 10.58), (18.63, 10.35)],
-}
-PAPER = {backbone: dict(zip(METHODS, rows)) for backbone, rows in _TABLE3.items()}
+# Paper Table 3, Last.FM: (Recall@10, NDCG@10) in % per backbone and method.
+PAPER = paper_table3("lastfm")
 MULTI_SEED = ("base", "csrec-m")
 
 

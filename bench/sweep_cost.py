@@ -40,6 +40,7 @@ import torch  # noqa: E402
 from common import RESULTS, markdown_table, read_markdown_table, write_result  # noqa: E402
 
 from csrec.methods.config import MethodConfig  # noqa: E402
+from csrec.report.paper import METHODS  # noqa: E402
 from csrec.models import backbone_names  # noqa: E402
 from csrec.sweep.teachers import read_teacher_records  # noqa: E402
 from csrec.sweep.tuner import trained_by_run  # noqa: E402
@@ -49,7 +50,6 @@ PER_TRIAL_TEACHERS = {"base": lambda row: 0, "softrec": lambda row: 0,
                       "csrec-m": lambda row: int(row["config/num_teachers"]),
                       "csrec-d": lambda row: int(row["config/num_teachers"]),
                       "csrec-t": lambda row: 2}
-METHODS = ("base", "softrec", "csrec-m", "csrec-d", "csrec-t")
 
 
 def _get(row, name, default):

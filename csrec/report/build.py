@@ -16,7 +16,7 @@ from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
 from csrec.report.robustness import robustness_markdown, write_robustness
 from csrec.report.runs import Run, backbone_label, dataset_label, display_path, method_label
-from csrec.report.tables import Table, main_table, teacher_table
+from csrec.report.tables import Table, main_table, paper_table, teacher_table
 
 FIGURE_TITLES = {
     "fig1_4": "Fig. 1/4 – popular-type vs niche-type users", "fig3": "Fig. 3 – item popularity distribution",
@@ -56,6 +56,10 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
             continue
         if not table.empty:
             tables.append(table)
+        if kind == "table3" and not table.empty:
+            beside = paper_table(table)
+            if not beside.empty:
+                tables.append(beside)
     try:
         table5 = teacher_table(run)
     except Exception as exc:  # noqa: BLE001

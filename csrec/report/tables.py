@@ -7,6 +7,8 @@
   for the datasets with ratings.
 * Table T (synthetic data only): the same against the *true* next item the generator recorded.
 * Table 5: the teachers' own test metrics (plain, + and −) beside the Base student's.
+* Table 3 beside the paper: each Table 3 cell next to the paper's published value
+  (:mod:`csrec.report.paper`) and their difference, for the datasets the paper reports.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from csrec.report.paper import PAPER_TABLE3
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
 from csrec.report.stats import across_seed_vectors, ALPHA, significance_marks
 
@@ -28,11 +31,13 @@ class Cell:
     mark: str = ""
     std: float | None = None  # over seeds, when the value is a mean over several
     seeds: int = 1
+    signed: bool = False  # a difference: shown with its sign
 
     def text(self) -> str:
         if self.value is None or math.isnan(self.value):
             return "–"
-        return f"{100 * self.value:.2f}" + ("" if self.std is None else f" ± {100 * self.std:.2f}")
+        number = f"{100 * self.value:+.2f}" if self.signed else f"{100 * self.value:.2f}"
+        return number + ("" if self.std is None else f" ± {100 * self.std:.2f}")
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
     block_starts: set = field(default_factory=set)  # row indexes that start a new block (a rule in LaTeX)
     significance: list[dict] = field(default_factory=list)
+    row_keys: list[tuple] = field(default_factory=list)  # per row: what it is (Tables 3/4: dataset, method)
+    group_keys: list[str] = field(default_factory=list)  # per group: what it is (Tables 3/4: the backbone)
 
     @property
     def empty(self) -> bool:
@@ -174,7 +181,8 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         datasets = run.datasets()
     backbones = [b for b in run.backbones() if any(b in run.backbones(d) for d in datasets)]
     table = Table(title=title, key=kind, row_header=["Dataset", "Method"],
-                  groups=[(backbone_label(b), [label for _, label in metrics]) for b in backbones])
+                  groups=[(backbone_label(b), [label for _, label in metrics]) for b in backbones],
+                  group_keys=list(backbones))
     untested: set[str] = set()
     for dataset in datasets:
         block: list[list[Cell]] = []
@@ -227,6 +235,7 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                     cells.append(Cell(value, mark=mark))
             block.append(cells)
             table.rows.append(([dataset_label(dataset) if i == 0 else "", method_label(method)], cells))
+            table.row_keys.append((dataset, method))
         if not negative:
             _bold_best(block)
     if negative:
@@ -253,6 +262,55 @@ def main_table(run: Run, kind: str = "table3") -> Table:
     if untested:
         table.notes.append("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
                            + ", ".join(sorted(untested)) + ".")
+    return table
+
+
+# --- Table 3 beside the paper ---------------------------------------------------------------------
+#: How far (Recall@10 points) a cell may be from the paper's before the table names it.
+PAPER_TOLERANCE = 1.5
+
+
+def paper_table(table3: Table, paper: dict | None = None, tolerance: float = PAPER_TOLERANCE) -> Table:
+    """Every cell of ``table3`` (:func:`main_table`) beside the paper's value and the difference,
+    one row per (dataset, backbone, method) that the paper reports (``paper``: default
+    :data:`csrec.report.paper.PAPER_TABLE3`, in %).  Empty when the paper reports none of them."""
+    paper = PAPER_TABLE3 if paper is None else paper
+    table = Table(title="Table 3 beside the paper: this run's Recall@10 and NDCG@10 (%) and the paper's",
+                  key="table3_paper", row_header=["Dataset", "Backbone", "Method"],
+                  groups=[("Recall@10", ["csrec", "paper", "Δ"]), ("NDCG@10", ["csrec", "paper", "Δ"])])
+    far, seeded = [], False
+    datasets = list(dict.fromkeys(dataset for dataset, _ in table3.row_keys))
+    for dataset in datasets:
+        first_of_dataset = True
+        for b, backbone in enumerate(table3.group_keys):
+            first_of_backbone = True
+            for (_, cells), (row_dataset, method) in zip(table3.rows, table3.row_keys):
+                published = paper.get((dataset, backbone, method))
+                ours = cells[2 * b: 2 * b + 2]
+                if row_dataset != dataset or published is None or all(c.value is None or math.isnan(c.value)
+                                                                       for c in ours):
+                    continue
+                row = []
+                for cell, value in zip(ours, published):
+                    seeded |= cell.std is not None
+                    delta = None if cell.value is None or math.isnan(cell.value) else cell.value - value / 100
+                    row += [Cell(cell.value, mark=cell.mark, std=cell.std, seeds=cell.seeds), Cell(value / 100),
+                            Cell(delta, signed=True)]
+                if row[2].value is not None and abs(100 * row[2].value) > tolerance:
+                    far.append(f"{dataset_label(dataset)} / {backbone_label(backbone)} / {method_label(method)}")
+                if first_of_backbone:
+                    table.block_starts.add(len(table.rows))
+                table.rows.append(([dataset_label(dataset) if first_of_dataset else "",
+                                    backbone_label(backbone) if first_of_backbone else "", method_label(method)], row))
+                table.row_keys.append((dataset, backbone, method))
+                first_of_dataset = first_of_backbone = False
+    table.notes = [
+        "csrec: this run's Table 3 cell (marks as there); paper: the paper's Table 3; Δ = csrec − paper, in points.",
+        f"More than {tolerance:g} points of Recall@10 from the paper: " + (", ".join(far) if far else "none") + ".",
+    ]
+    if seeded:
+        table.notes.append("Cells with ± are the mean ± standard deviation over seeds; Δ is taken from the mean. "
+                           "The paper reports single runs.")
     return table
 
 
