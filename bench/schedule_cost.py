@@ -12,7 +12,8 @@ times, each in a fresh run directory, one after another:
 
 Per run: wall seconds, trials, student epochs trained (the sum of each trial's epochs), trials
 stopped early, and the table's digest.  Writes bench/results/<--output>.md; run directories go
-under bench/results/runs/ (ignored) and are deleted afterwards.
+under bench/results/runs/ (ignored) and are deleted afterwards; each run's output stays there as
+``<--output>-<k>-<schedule>-<concurrent>.log`` (the script prints where, to follow it).
 """
 
 from __future__ import annotations
@@ -47,12 +48,16 @@ def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         command = [sys.executable, "sweeps/grid.py", *grid_args, "--schedule", schedule,
                    "--max-concurrent", str(concurrent), "--storage-path", str(run_dir)]
+        log_path = RESULTS / "runs" / f"{output}-{k}-{schedule}-{concurrent}.log"
+        print(f"[schedule_cost] run {k + 1}/{len(RUNS)}: --schedule {schedule} --max-concurrent {concurrent} "
+              f"(progress: tail -f {log_path})", flush=True)
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        with open(log_path, "w") as log:
+            done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            raise SystemExit(f"schedule_cost.py: {shlex.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}"
-                             f"\n{done.stderr[-3000:]}")
+            raise SystemExit(f"schedule_cost.py: {shlex.join(command)} failed ({done.returncode}):\n"
+                             f"{log_path.read_text()[-3000:]}")
         results = pd.read_parquet(run_dir / "results.parquet")
         table = (run_dir / "table.md").read_text()
         tables.append(table)
