@@ -546,34 +546,44 @@ def _prefixed(row, prefix: str) -> dict:
     return {k[len(prefix):]: float(v) for k, v in row.items() if k.startswith(prefix) and pd.notna(v)}
 
 
-class _UnstartedTrialsFilter(logging.Filter):
-    """Drops Tune's "Failed to fetch metrics" warning when every trial it lists simply has no result
-    file yet: on resume, a trial that was pending when the sweep stopped has a directory and nothing
-    in it, which is normal and would otherwise print as a ``FileNotFoundError`` per trial."""
+class _TuneNoiseFilter(logging.Filter):
+    """Drops two Ray Tune warnings that mislead a csrec user:
 
-    PREFIX = "Failed to fetch metrics for "
+    * "Failed to fetch metrics" when every trial it lists simply has no result file yet: a trial
+      that was pending when the sweep stopped has a directory and nothing in it, which is normal
+      and would otherwise print as a ``FileNotFoundError`` per trial (other failures still show);
+    * after an interruption, "Resume experiment with: Tuner.restore(...)": a sweep resumes with
+      ``resume=True`` / ``--resume``, which csrec says itself.
+    """
+
+    FETCH = "Failed to fetch metrics for "
     NO_RESULTS = "were not found at"
+    INTERRUPTED = "Experiment has been interrupted, but the most recent state was saved."
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if not message.startswith(self.PREFIX):
+        if message.startswith(self.INTERRUPTED):
+            return False
+        if not message.startswith(self.FETCH):
             return True
         listed = [line for line in message.splitlines()[1:] if line.startswith("- ")]
         return not listed or not all(self.NO_RESULTS in line for line in listed)
 
 
-_UNSTARTED_TRIALS_FILTER = _UnstartedTrialsFilter()
+_TUNE_NOISE_FILTER = _TuneNoiseFilter()
 
 
-def _quiet_unstarted_trial_warnings() -> None:
-    """Installs :class:`_UnstartedTrialsFilter` on the logger of Tune's ``ExperimentAnalysis`` (once)."""
-    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_UNSTARTED_TRIALS_FILTER)
+def _quiet_tune_noise() -> None:
+    """Installs :class:`_TuneNoiseFilter` on the loggers that emit those warnings (once)."""
+    for name in ("ray.tune.analysis.experiment_analysis", "ray.tune.tune"):
+        logging.getLogger(name).addFilter(_TUNE_NOISE_FILTER)
 
 
 def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, storage: Path, exp_path: Path,
            replicate_of: dict | None = None):
     """A new Tuner for the cell (``replicate_of``: for the seed replicates of that configuration),
     or the restored one (``resume``)."""
+    _quiet_tune_noise()
     restorable = ray_tune.Tuner.can_restore(str(exp_path))
     label = _cell_label(config) + ("/seeds" if replicate_of is not None else "")
     if config.resume is True and not restorable:
@@ -585,7 +595,6 @@ def _tuner(config: SweepConfig, trainable, base: ExperimentConfig, resources, st
         outcomes = _read_outcomes(exp_path)
         done = sum(1 for e in outcomes.values() if e.get("event") == "complete")
         print(f"  {label}  resuming {exp_path.name}: {done} finished trial(s) kept", flush=True)
-        _quiet_unstarted_trial_warnings()
         tuner = ray_tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)

@@ -230,10 +230,10 @@ def test_grid_py_says_how_to_continue_after_ctrl_c(tmp_path):
     assert "interrupted" in done.stderr and "--resume" in done.stderr
 
 
-def test_resume_hides_tunes_warning_about_trials_that_never_reported():
+def test_tunes_warnings_about_unstarted_trials_and_tuner_restore_are_hidden():
     import logging
 
-    from csrec.sweep.tuner import _quiet_unstarted_trial_warnings
+    from csrec.sweep.tuner import _quiet_tune_noise
 
     class Keep(logging.Handler):  # Ray's loggers do not propagate to the root, where caplog listens
         def __init__(self):
@@ -243,10 +243,12 @@ def test_resume_hides_tunes_warning_about_trials_that_never_reported():
         def emit(self, record):
             self.records.append(record)
 
-    _quiet_unstarted_trial_warnings()
+    _quiet_tune_noise()
     analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    tune_log = logging.getLogger("ray.tune.tune")
     kept = Keep()
     analysis_log.addHandler(kept)
+    tune_log.addHandler(kept)
     missing = ("- run_trial_{0}: FileNotFoundError('Could not fetch metrics for run_trial_{0}: both result.json and "
                "progress.csv were not found at /runs/exp/trial_{0}')")
     broken = "- run_trial_c3: JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
@@ -256,6 +258,11 @@ def test_resume_hides_tunes_warning_about_trials_that_never_reported():
         assert not kept.records  # trials pending when the sweep stopped: nothing to report
         analysis_log.warning("Failed to fetch metrics for 2 trial(s):\n" + missing.format("a1") + "\n" + broken)
         analysis_log.warning("something else")
+        tune_log.warning("Experiment has been interrupted, but the most recent state was saved.\nResume experiment "
+                         "with: Tuner.restore(path=\"/runs/exp\", trainable=...)")  # csrec says --resume itself
+        tune_log.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
     finally:
         analysis_log.removeHandler(kept)
-    assert [r.getMessage().splitlines()[-1] for r in kept.records] == [broken, "something else"]
+        tune_log.removeHandler(kept)
+    assert [r.getMessage().splitlines()[-1] for r in kept.records] == [
+        broken, "something else", "Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run."]
