@@ -75,7 +75,9 @@ def table(rows: list[list], precisions: list[str], args, device) -> str:
              f"target; device {device}; {torch.get_num_threads()} torch threads; median of {args.epochs} epochs after "
              f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
              "student reads a store of two teachers in its training precision (factored: the store's product and the "
-             "fused loss's chunked teacher softmax; topk: K = 100 stored probabilities per target).  Validation and test passes score in float32.  \"CPU s\" is "
+             "fused loss's chunked teacher softmax, kept for every row after the first epoch where all rows fit in "
+             "SoftLabelLoss's cache (1 GiB: Last.FM, not Yelp); factored:stream: rebuilt for every batch, never kept; "
+             "topk: K = 100 stored probabilities per target).  Validation and test passes score in float32.  \"CPU s\" is "
              "the process's CPU time over the whole epoch call (train, valid pass, optimiser set-up): with one torch "
              "thread it leaves out the time the process waited for a core, so on a shared machine it is the steadier "
              "figure; wall seconds are what a user waits on a machine of their own only when nothing else runs.")
@@ -95,7 +97,8 @@ def main() -> None:
     parser.add_argument("--output", default="throughput", help="result name: bench/results/<output>.md")
     parser.add_argument("--no-student", action="store_true", help="skip the CSRec-M student timing")
     parser.add_argument("--stores", default="factored",
-                        help="comma list of soft-label store modes, one CSRec-M student each (factored, topk, dense)")
+                        help="comma list of soft-label store modes, one CSRec-M student each (factored, topk, dense; "
+                             "MODE:stream never keeps the soft labels of all rows, see SoftLabelLoss)")
     parser.add_argument("--materialised", action="store_true",
                         help="also train Base with the loss on materialised [rows × items] logits, side by side")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
@@ -120,12 +123,15 @@ def main() -> None:
                 if not args.no_student:
                     torch.manual_seed(1)
                     teachers = [build_backbone(backbone, data.n_items, data.max_len) for _ in range(2)]
-                    for mode in args.stores.split(","):
+                    for variant in args.stores.split(","):
+                        mode, _, how = variant.partition(":")
                         store = build_store(teachers, data, mode, temperature=MethodConfig.temperature, device=device)
+                        cache = {} if how != "stream" else {"cache_bytes": 0}
                         loss = SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature,
-                                             precision=precision)
+                                             precision=precision, **cache)
                         torch.manual_seed(2)
-                        models[(precision, f"student-{mode}")] = (build_backbone(backbone, data.n_items, data.max_len), loss)
+                        models[(precision, f"student-{variant}")] = (build_backbone(backbone, data.n_items, data.max_len),
+                                                                     loss)
             seconds = {key: [] for key in models}
             for round_ in range(args.warmup + args.epochs):
                 for key, (model, loss) in models.items():

@@ -39,16 +39,26 @@ class MethodOutcome:
     ensemble: dict | None = None  # the teachers' ensemble's own test metrics (csrec.methods.ensemble)
 
 
+#: A student keeps the teachers' tempered soft labels of every training target in memory (float32)
+#: when they take at most this many bytes: Last.FM's 48,307 × 3,646 fit (704 MB), Yelp's do not.
+SOFT_LABEL_CACHE_BYTES = 1 << 30
+
+
 class SoftLabelLoss:
     """The student's loss, Eq. 19–20, with soft labels read from a store by training-target row.
 
     For the code's KL direction the teachers' tempered softmax is read chunk by chunk inside the
     fused loss (:func:`fused_output_loss`), so no [rows × items] tensor exists at once;
     ``precision`` is the store product's arithmetic (csrec.models.precision spellings).
+
+    The teachers are frozen, so a row's soft label at this T is the same in every epoch.  When all
+    rows fit in ``cache_bytes`` (float32), the first call computes them once, in row order, and
+    every later read is a row lookup instead of the teachers' product and softmax (the same
+    values: the store's own ``teacher_probs``); otherwise every batch rebuilds its rows.
     """
 
     def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code",
-                 precision: str = "float32"):
+                 precision: str = "float32", cache_bytes: int = SOFT_LABEL_CACHE_BYTES):
         self.store, self.beta, self.temperature, self.direction = store, beta, temperature, direction
         self.precision = precision
         # Σ r log r of each store row at this T: a constant of the student, computed on a row's
@@ -56,6 +66,9 @@ class SoftLabelLoss:
         self._r_log_r = torch.zeros(store.n_rows, dtype=torch.float64)
         self._r_log_r_known = torch.zeros(store.n_rows, dtype=torch.bool)
         self.seconds_reading = 0.0  # time spent rebuilding soft labels (benchmarks report it)
+        # A prior store's rows are one shared vector: nothing to gain from a per-row copy.
+        self.caches = store.mode != "prior" and 4 * store.n_rows * store.n_items <= cache_bytes
+        self._cache: torch.Tensor | None = None
 
     def __call__(self, model: SequentialRecommender, batch: Batch):
         reps, targets = model.training_representations(batch.inputs, batch.targets)
@@ -80,13 +93,32 @@ class SoftLabelLoss:
 
     def reader(self, rows: torch.Tensor):
         """``teacher_probs(lo, hi)`` for the fused loss: rows lo..hi of ``rows`` from the store, timed."""
+        if self.caches and self._cache is None:
+            self._cache = self._all_rows(rows.device)
+
         def teacher_probs(lo: int, hi: int) -> torch.Tensor:
             started = time.perf_counter()
-            probs = self.store.teacher_probs(rows[lo:hi], self.temperature, self.precision)
+            if self._cache is not None:
+                probs = self._cache.index_select(0, rows[lo:hi])
+            else:
+                probs = self.store.teacher_probs(rows[lo:hi], self.temperature, self.precision)
             self.seconds_reading += time.perf_counter() - started
             return probs
 
         return teacher_probs
+
+    def _all_rows(self, device: torch.device, chunk_elements: int = 1 << 22) -> torch.Tensor:
+        """Every row's soft label at this T, [n_rows × n_items] float32, built in row chunks."""
+        started = time.perf_counter()
+        n_rows, n_items = self.store.n_rows, self.store.n_items
+        cache = torch.empty(n_rows, n_items, dtype=torch.float32, device=device)
+        step = max(1, chunk_elements // max(n_items, 1))
+        for lo in range(0, n_rows, step):
+            hi = min(lo + step, n_rows)
+            cache[lo:hi] = self.store.teacher_probs(torch.arange(lo, hi, device=device), self.temperature,
+                                                    self.precision)
+        self.seconds_reading += time.perf_counter() - started
+        return cache
 
 
 def build_method_store(config: "ExperimentConfig", data: SequenceData, pool: TeacherPool,

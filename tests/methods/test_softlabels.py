@@ -291,7 +291,8 @@ def test_factored_store_with_output_biases_matches_brute_force(ensemble):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("mode", ["factored", "dense", "topk"])
 def test_soft_label_loss_reads_the_store_chunk_by_chunk(data, m_setup, factored, precision, mode, monkeypatch):
-    """SoftLabelLoss = Eq. 20 with whole soft labels, while reading at most one chunk of rows at a time."""
+    """SoftLabelLoss = Eq. 20 with whole soft labels, while reading at most one chunk of rows at a time
+    (without the all-rows cache: ``cache_bytes=0``)."""
     from csrec.methods import losses
     from csrec.methods.run import SoftLabelLoss
     from csrec.models import build_backbone
@@ -315,7 +316,7 @@ def test_soft_label_loss_reads_the_store_chunk_by_chunk(data, m_setup, factored,
 
     monkeypatch.setattr(store, "teacher_probs", recording)
     monkeypatch.setattr(losses, "FUSED_CHUNK_ELEMENTS", 7 * data.n_items)  # 7 rows per chunk
-    loss_fn = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision)
+    loss_fn = SoftLabelLoss(store, beta=0.5, temperature=3.0, precision=precision, cache_bytes=0)
     values = []
     for _ in range(2):  # the second visit takes Σ r log r from the per-row cache
         with autocast(precision, torch.device("cpu")):
@@ -327,3 +328,45 @@ def test_soft_label_loss_reads_the_store_chunk_by_chunk(data, m_setup, factored,
     assert values[1] == pytest.approx(values[0], rel=1e-6)
     assert loss_fn.seconds_reading > 0
 
+
+
+@pytest.mark.parametrize("direction", ["code", "paper"])
+@pytest.mark.parametrize("mode", ["factored", "topk"])
+def test_soft_label_loss_with_all_rows_cached_equals_reading_the_store(data, m_setup, factored, mode, direction,
+                                                                       monkeypatch):
+    """When every row's soft label fits in ``cache_bytes``, the store is read once, in row order,
+    and the loss and the gradient are those of reading it batch by batch."""
+    from csrec.methods.run import SoftLabelLoss
+    from csrec.models import build_backbone
+
+    store = factored if mode == "factored" else _store(data, m_setup, mode=mode, temperature=3.0)
+    batches = [BatchMaker(data, None, 32, torch.device("cpu")).make(torch.arange(lo, lo + 32)) for lo in (0, 32, 0)]
+    read = []
+    original = store.teacher_probs
+
+    def recording(rows, temperature, precision="float32"):
+        read.append(rows.clone())
+        return original(rows, temperature, precision)
+
+    monkeypatch.setattr(store, "teacher_probs", recording)
+    results = {}
+    for cache_bytes in (0, 4 * store.n_rows * store.n_items):
+        torch.manual_seed(3)
+        student = build_backbone("gru4rec", data.n_items, data.max_len).eval()
+        loss_fn = SoftLabelLoss(store, beta=0.5, temperature=3.0, direction=direction, cache_bytes=cache_bytes)
+        assert loss_fn.caches == bool(cache_bytes)
+        read.clear()
+        values, grads = [], []
+        for batch in batches:
+            student.zero_grad()
+            loss, _ = loss_fn(student, batch)
+            loss.backward()
+            values.append(float(loss.detach()))
+            grads.append(student.item_embedding.weight.grad.clone())
+        results[cache_bytes] = values, grads, torch.cat(read)
+    (plain, plain_grads, _), (cached, cached_grads, cached_read) = results.values()
+    assert torch.equal(cached_read, torch.arange(store.n_rows))  # built once, every row, in row order
+    assert cached == pytest.approx(plain, rel=1e-6)
+    for got, want in zip(cached_grads, plain_grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert not SoftLabelLoss(store, beta=0.5, temperature=3.0, cache_bytes=4 * store.n_rows * store.n_items - 1).caches
