@@ -23,9 +23,11 @@ import json, sys, ray
 import csrec.sweep as sweep
 from csrec.data import SyntheticConfig
 sweep.init_ray(address=sys.argv[1])
-deadline = __import__("time").monotonic() + 180  # a loaded machine can take minutes to start a node
+deadline = __import__("time").monotonic() + 360  # a loaded machine can take minutes to start a node
 while len([n for n in ray.nodes() if n["Alive"]]) < 2 and __import__("time").monotonic() < deadline:
     __import__("time").sleep(0.5)
+if len([n for n in ray.nodes() if n["Alive"]]) < 2:
+    sys.exit("NODE_MISSING: the second node did not join within 360 s")
 config = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=4, epochs=2, patience=0,
                            synthetic=SyntheticConfig(n_users=120, n_items=60, n_clusters=6, mean_length=14))
 report = sweep.train_teachers([config], sys.argv[2], {"teacher_cpus": 1}, sweep="two-node")
@@ -49,10 +51,13 @@ def two_node_cluster():
 
 
 def test_teachers_train_on_both_nodes(two_node_cluster, tmp_path):
-    address, env, _ = two_node_cluster
+    address, env, temp_dir = two_node_cluster
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", DRIVER, address, str(tmp_path / "teachers")], env=env,
-                         capture_output=True, text=True, timeout=480)
+                         capture_output=True, text=True, timeout=600)
+    # On this 2-core machine with other jobs running, starting the second node once took more than
+    # 180 s; it passes in under a minute alone.  The node's own log says why it did not join.
+    assert "NODE_MISSING" not in run.stderr, run.stderr[-1000:] + "\n" + (Path(temp_dir) / "start.log").read_text()[-3000:]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert len(result["nodes"]) == 2
