@@ -110,7 +110,7 @@ class Table:
 
 def _tex(text: str) -> str:
     replace = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "_": "\\_", "#": "\\#", "$": "\\$",
-               "{": "\\{", "}": "\\}", "†": "$\\dagger$", "−": "$-$", "β": "$\\beta$", "α": "$\\alpha$",
+               "{": "\\{", "}": "\\}", "†": "$\\dagger$", "−": "$-$", "β": "$\\beta$", "Δ": "$\\Delta$", "α": "$\\alpha$",
                "–": "--", "×": "$\\times$", "≥": "$\\geq$", "<": "$<$", ">": "$>$"}
     return "".join(replace.get(ch, ch) for ch in str(text))
 
