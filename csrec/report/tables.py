@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -294,8 +295,7 @@ def paper_table(table3: Table, paper: dict | None = None, tolerance: float = PAP
                 for cell, value in zip(ours, published):
                     seeded |= cell.std is not None
                     delta = None if cell.value is None or math.isnan(cell.value) else cell.value - value / 100
-                    row += [Cell(cell.value, mark=cell.mark, std=cell.std, seeds=cell.seeds), Cell(value / 100),
-                            Cell(delta, signed=True)]
+                    row += [dataclasses.replace(cell, bold=False), Cell(value / 100), Cell(delta, signed=True)]
                 if row[2].value is not None and abs(100 * row[2].value) > tolerance:
                     far.append(f"{dataset_label(dataset)} / {backbone_label(backbone)} / {method_label(method)}")
                 if first_of_backbone:

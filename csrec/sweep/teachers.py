@@ -422,15 +422,13 @@ def _average_gradients(params, world: int) -> None:
 def _restore_rank_state(checkpoint, state_name: str, state_path: Path) -> None:
     """Put this rank's training state from a restarted run's last checkpoint at ``state_path`` (or, with
     no checkpoint, remove a stale file of an earlier run there: the checkpoint is what counts)."""
-    saved = None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             if (Path(directory) / state_name).is_file():
                 with atomic_path(state_path) as partial:
                     shutil.copyfile(Path(directory) / state_name, partial)
-                saved = state_path
-    if saved is None:
-        state_path.unlink(missing_ok=True)
+                return
+    state_path.unlink(missing_ok=True)
 
 
 def train_teacher_torchtrainer(
