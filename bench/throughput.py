@@ -76,7 +76,8 @@ def table(rows: list[list], precisions: list[str], args, device) -> str:
              f"{args.warmup} warm-up epoch(s), the epochs of every model alternating round by round.  The CSRec-M "
              "student reads a store of two teachers in its training precision (factored: the store's product and the "
              "fused loss's chunked teacher softmax, kept for every row after the first epoch where all rows fit in "
-             "SoftLabelLoss's cache (1 GiB: Last.FM, not Yelp); factored:stream: rebuilt for every batch, never kept; "
+             f"SoftLabelLoss's cache of {args.cache_gib:g} GiB (float32 entries, bfloat16 under bf16; the default 1 GiB "
+             "holds Last.FM's, not Yelp's); factored:stream: rebuilt for every batch, never kept; "
              "topk: K = 100 stored probabilities per target).  Validation and test passes score in float32.  \"CPU s\" is "
              "the process's CPU time over the whole epoch call (train, valid pass, optimiser set-up): with one torch "
              "thread it leaves out the time the process waited for a core, so on a shared machine it is the steadier "
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--stores", default="factored",
                         help="comma list of soft-label store modes, one CSRec-M student each (factored, topk, dense; "
                              "MODE:stream never keeps the soft labels of all rows, see SoftLabelLoss)")
+    parser.add_argument("--cache-gib", type=float, default=TrainConfig().soft_label_cache_gib,
+                        help="TrainConfig.soft_label_cache_gib of the students that keep their soft labels")
     parser.add_argument("--materialised", action="store_true",
                         help="also train Base with the loss on materialised [rows × items] logits, side by side")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
@@ -126,7 +129,7 @@ def main() -> None:
                     for variant in args.stores.split(","):
                         mode, _, how = variant.partition(":")
                         store = build_store(teachers, data, mode, temperature=MethodConfig.temperature, device=device)
-                        cache = {} if how != "stream" else {"cache_bytes": 0}
+                        cache = {"cache_bytes": 0 if how == "stream" else int(args.cache_gib * (1 << 30))}
                         loss = SoftLabelLoss(store, beta=MethodConfig.beta, temperature=MethodConfig.temperature,
                                              precision=precision, **cache)
                         torch.manual_seed(2)
@@ -176,6 +179,7 @@ def main() -> None:
         body += (f"\n\nFull ranking over a synthetic catalogue of {args.eval_items:,} items: {n:,} sequences (SASRec) in "
                  f"{big_s:.2f} s ({n / big_s:,.0f} sequences/s); peak RSS {peak_rss_mib():,.0f} MiB for the whole process "
                  f"({rss_before:,.0f} MiB before this pass).")
+    body += f"\n\nPeak RSS of the whole run: {peak_rss_mib():,.0f} MiB."
     write_result(args.output, f"Training and evaluation throughput ({args.datasets})", body)
 
 

@@ -81,6 +81,9 @@ FIELD_HELP = {
     "products; evaluation stays float32); auto (bf16 where the device multiplies bfloat16 natively)",
     "grad_clip": "clip the gradient norm to this value (default: no clipping)",
     "progress": "print one line per epoch to stderr",
+    "soft_label_cache_gib": "GiB a soft-label student may use to keep every training target's soft label "
+    "between epochs (float32; bfloat16 under bf16 soft-label products) instead of rebuilding it in every "
+    "batch; 0 = always rebuild",
     # MethodConfig
     "beta": "β of Eq. 20: weight of the soft-label KL term, in [0, 1]; 0 trains as Base",
     "temperature": "T of Eq. 19: temperature of the soft labels",

@@ -67,6 +67,11 @@ class TrainConfig:
     # code) or of every sub-session (False).
     subset_validation: bool = True
     progress: bool = True
+    # Memory (GiB) a soft-label student may spend keeping every training target's soft label
+    # between epochs instead of rebuilding it from the teachers in every batch
+    # (csrec.methods.run.SoftLabelLoss); 0 = always rebuild.  A resource, like device: it does
+    # not enter a teacher's pool key, and a saved state may continue under another value.
+    soft_label_cache_gib: float = 1.0
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -80,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        if not self.soft_label_cache_gib >= 0:
+            raise ConfigError(f"soft_label_cache_gib must be >= 0, got {self.soft_label_cache_gib}")
         from csrec.metrics import summarize
 
         valid_metrics = sorted(summarize(np.zeros(1, dtype=np.int64)))
@@ -325,7 +332,7 @@ def train_model(
 #: Format of the file ``train_model(state_path=...)`` writes (bumped when its content changes).
 TRAINING_STATE_VERSION = 1
 #: TrainConfig fields a resumed run may change: how long it trains, where, and what it prints.
-_RESUMABLE_CHANGES = ("epochs", "patience", "device", "progress")
+_RESUMABLE_CHANGES = ("epochs", "patience", "device", "progress", "soft_label_cache_gib")
 
 
 class StaleTrainingState(ConfigError):
@@ -422,7 +429,10 @@ def _read_state(path: Path, identity: dict) -> dict:
         raise StaleTrainingState(
             f"{path}: training state of another format (version {state.get('version') if isinstance(state, dict) else '?'}, "
             f"expected {TRAINING_STATE_VERSION}); delete it to train from scratch")
-    saved = state.get("identity", {})
+    saved = dict(state.get("identity", {}))
+    # A state saved before a TrainConfig option existed was trained as that option's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    saved["config"] = {**{k: defaults[k] for k in identity["config"] if k in defaults}, **saved.get("config", {})}
     if saved != identity:
         changed = sorted(k for k in set(saved.get("config", {})) | set(identity["config"])
                          if saved.get("config", {}).get(k) != identity["config"].get(k))

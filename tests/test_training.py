@@ -369,3 +369,41 @@ def test_training_uses_fused_adam_where_torch_has_it():
             (p ** 2).sum().backward()
             opt.step()
     torch.testing.assert_close(params[0], reference[0], rtol=1e-6, atol=1e-7)
+
+
+def test_a_state_saved_before_an_option_existed_continues_at_its_default(small_data, tmp_path):
+    """A state written by a csrec without some TrainConfig field continues when that field is at
+    its default (the state was trained that way) and is refused when it is set elsewhere."""
+    config = TrainConfig(epochs=2, patience=0, batch_size=16, progress=False)
+    state = tmp_path / "state.pt"
+
+    def model():
+        return build_backbone("gru4rec", small_data.n_items, small_data.max_len)
+
+    first = train_model(model(), small_data, TrainConfig(epochs=1, patience=0, batch_size=16, progress=False),
+                        state_path=state)
+    saved = torch.load(state, weights_only=False)
+    assert saved["identity"]["config"].pop("grad_clip", "absent") is None  # as if grad_clip were new
+    torch.save(saved, state)
+    with pytest.raises(StaleTrainingState, match=r"differs in: grad_clip\)"):
+        train_model(model(), small_data, TrainConfig(epochs=2, patience=0, batch_size=16, progress=False, grad_clip=1.0),
+                    state_path=state)
+    calls = []
+    resumed = train_model(model(), small_data, config, state_path=state, on_epoch=calls.append)
+    assert [c.epoch for c in calls] == [2]  # continued after epoch 1, not restarted
+    assert resumed.history[0].train_loss == first.history[0].train_loss
+
+
+def test_the_soft_label_cache_budget_is_a_resource_not_an_identity(small_data, tmp_path):
+    """A saved state continues under another soft_label_cache_gib (test_teachers.py: nor does it
+    change a teacher's pool key)."""
+    state = tmp_path / "state.pt"
+    train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data,
+                TrainConfig(epochs=1, patience=0, batch_size=16, progress=False), state_path=state)
+    calls = []
+    train_model(build_backbone("gru4rec", small_data.n_items, small_data.max_len), small_data,
+                TrainConfig(epochs=2, patience=0, batch_size=16, progress=False, soft_label_cache_gib=0.0),
+                state_path=state, on_epoch=calls.append)
+    assert [c.epoch for c in calls] == [2]
+    with pytest.raises(ConfigError, match="soft_label_cache_gib must be >= 0, got -1"):
+        TrainConfig(soft_label_cache_gib=-1).validate()

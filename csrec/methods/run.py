@@ -22,6 +22,7 @@ from csrec.methods.losses import fused_output_loss, popularity_logits, student_l
 from csrec.methods.softlabels import SoftLabelStore, build_store, prior_store
 from csrec.methods.teachers import TeacherPool, store_fingerprint, teacher_specs
 from csrec.models.base import SequentialRecommender, build_backbone
+from csrec.models.precision import CANONICAL, resolve_precision
 from csrec.training import Batch, EpochLog, TrainOutcome, cross_entropy_loss, train_model
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ class MethodOutcome:
     ensemble: dict | None = None  # the teachers' ensemble's own test metrics (csrec.methods.ensemble)
 
 
-#: A student keeps the teachers' tempered soft labels of every training target in memory (float32)
-#: when they take at most this many bytes: Last.FM's 48,307 × 3,646 fit (704 MB), Yelp's do not.
+#: A student keeps the teachers' tempered soft labels of every training target in memory when they
+#: take at most this many bytes (TrainConfig.soft_label_cache_gib's default): Last.FM's 48,307 ×
+#: 3,646 fit (704 MB in float32), Yelp's 229,449 × 20,033 do not (18.4 GB; 9.2 GB in bfloat16).
 SOFT_LABEL_CACHE_BYTES = 1 << 30
 
 
@@ -52,9 +54,12 @@ class SoftLabelLoss:
     ``precision`` is the store product's arithmetic (csrec.models.precision spellings).
 
     The teachers are frozen, so a row's soft label at this T is the same in every epoch.  When all
-    rows fit in ``cache_bytes`` (float32), the first call computes them once, in row order, and
-    every later read is a row lookup instead of the teachers' product and softmax (the same
-    values: the store's own ``teacher_probs``); otherwise every batch rebuilds its rows.
+    rows fit in ``cache_bytes``, the first call computes them once, in row order, and every later
+    read is a row lookup instead of the teachers' product and softmax (the store's own
+    ``teacher_probs``); otherwise every batch rebuilds its rows.  The cache is float32 (the same
+    values as rebuilding), or bfloat16 when ``precision`` is bfloat16: the soft labels then come
+    from a bfloat16 product already, the cache takes half the memory (Yelp's fits in 9.2 GB), and
+    each probability is rounded once more, to 8 significant bits (relative error ≤ 2⁻⁹).
     """
 
     def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code",
@@ -66,8 +71,10 @@ class SoftLabelLoss:
         self._r_log_r = torch.zeros(store.n_rows, dtype=torch.float64)
         self._r_log_r_known = torch.zeros(store.n_rows, dtype=torch.bool)
         self.seconds_reading = 0.0  # time spent rebuilding soft labels (benchmarks report it)
+        self.cache_dtype = torch.bfloat16 if CANONICAL.get(precision) == "bf16" else torch.float32
+        self.cache_bytes = self.cache_dtype.itemsize * store.n_rows * store.n_items
         # A prior store's rows are one shared vector: nothing to gain from a per-row copy.
-        self.caches = store.mode != "prior" and 4 * store.n_rows * store.n_items <= cache_bytes
+        self.caches = store.mode != "prior" and self.cache_bytes <= cache_bytes
         self._cache: torch.Tensor | None = None
 
     def __call__(self, model: SequentialRecommender, batch: Batch):
@@ -85,7 +92,7 @@ class SoftLabelLoss:
                 self._r_log_r_known[cpu_rows] = True
         else:  # the paper's KL direction needs log r: whole soft labels, then the plain loss
             with torch.no_grad():
-                probs = self.reader(batch.rows)(0, len(batch.rows))
+                probs = self.reader(batch.rows)(0, len(batch.rows)).float()  # a bfloat16 cache's rows widened
             loss, logs = student_loss_from_teacher_probs(model.item_scores(reps), columns, probs, self.beta,
                                                          self.direction)
         extra = model.extra_loss()
@@ -108,10 +115,10 @@ class SoftLabelLoss:
         return teacher_probs
 
     def _all_rows(self, device: torch.device, chunk_elements: int = 1 << 22) -> torch.Tensor:
-        """Every row's soft label at this T, [n_rows × n_items] float32, built in row chunks."""
+        """Every row's soft label at this T, [n_rows × n_items] in ``cache_dtype``, built in row chunks."""
         started = time.perf_counter()
         n_rows, n_items = self.store.n_rows, self.store.n_items
-        cache = torch.empty(n_rows, n_items, dtype=torch.float32, device=device)
+        cache = torch.empty(n_rows, n_items, dtype=self.cache_dtype, device=device)
         step = max(1, chunk_elements // max(n_items, 1))
         for lo in range(0, n_rows, step):
             hi = min(lo + step, n_rows)
@@ -183,7 +190,9 @@ def run_method(
             raise ValueError(f"soft-label store has {store.n_rows} rows but the data has {data.n_train_targets} training targets")
         # The store's product follows the training precision unless the method pins its own.
         store_precision = config.train.precision if method.store_precision == "auto" else method.store_precision
-        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction, store_precision)
+        store_precision = resolve_precision(store_precision, config.train.torch_device())
+        loss_fn = SoftLabelLoss(store, method.beta, method.temperature, method.kl_direction, store_precision,
+                                cache_bytes=int(config.train.soft_label_cache_gib * (1 << 30)))
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % (2**32))
     student = build_backbone(config.backbone, data.n_items, data.max_len, config.resolved_model())

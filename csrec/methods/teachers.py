@@ -80,7 +80,7 @@ def _train_key_fields(train: TrainConfig) -> dict:
     """The training settings that shape a teacher.  Options added later enter only when set away
     from the setting that existed before them, so earlier pools keep their keys; precision enters
     as what it resolves to (``auto`` is bf16 on one machine and fp32 on another)."""
-    fields = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "device", "progress")}
+    fields = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "device", "progress", "soft_label_cache_gib")}
     fields.pop("precision", None)
     if train.resolved_precision() == "bf16":
         fields["precision"] = "bf16"

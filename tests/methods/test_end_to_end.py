@@ -58,3 +58,23 @@ def test_fit_result_differs_with_seed(method_config):
     a = csrec.fit(config=method_config("csrec-m", seed=1))
     b = csrec.fit(config=method_config("csrec-m", seed=2))
     assert a.history[0]["train_loss"] != b.history[0]["train_loss"]
+
+
+def test_fit_keeps_soft_labels_within_the_configured_budget(method_config, monkeypatch):
+    """TrainConfig.soft_label_cache_gib reaches the student's loss: 0 rebuilds the soft labels in
+    every batch, the default keeps them; in float32 both give the same student."""
+    from csrec.methods import run
+
+    built = []
+    original = run.SoftLabelLoss.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(run.SoftLabelLoss, "__init__", recording)
+    kept = csrec.fit(config=method_config("csrec-m"))
+    rebuilt = csrec.fit(config=method_config("csrec-m", soft_label_cache_gib=0.0))
+    assert [loss.caches for loss in built] == [True, False]
+    assert kept.history[0]["train_loss"] == pytest.approx(rebuilt.history[0]["train_loss"], rel=1e-6)
+    assert kept.metrics == pytest.approx(rebuilt.metrics, abs=1e-6)

@@ -370,3 +370,36 @@ def test_soft_label_loss_with_all_rows_cached_equals_reading_the_store(data, m_s
     for got, want in zip(cached_grads, plain_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
     assert not SoftLabelLoss(store, beta=0.5, temperature=3.0, cache_bytes=4 * store.n_rows * store.n_items - 1).caches
+
+
+@pytest.mark.parametrize("direction", ["code", "paper"])
+def test_a_bf16_soft_label_cache_holds_half_the_bytes_and_the_streamed_loss(data, factored, direction):
+    """Under a bfloat16 product the cache is bfloat16: 2 bytes per entry (a budget of 2 · rows · items
+    fits, where float32 would need 4), and the loss and gradient stay those of rebuilding the soft
+    labels in every batch within the bf16 tolerance of test_losses.py."""
+    from csrec.methods.run import SoftLabelLoss
+    from csrec.models import build_backbone
+
+    entries = factored.n_rows * factored.n_items
+    assert not SoftLabelLoss(factored, 0.5, 3.0, precision="fp32", cache_bytes=2 * entries).caches
+    batches = [BatchMaker(data, None, 32, torch.device("cpu")).make(torch.arange(lo, lo + 32)) for lo in (0, 32)]
+    results = {}
+    for cache_bytes in (0, 2 * entries):
+        torch.manual_seed(3)
+        student = build_backbone("gru4rec", data.n_items, data.max_len).eval()
+        loss_fn = SoftLabelLoss(factored, 0.5, 3.0, direction=direction, precision="bf16", cache_bytes=cache_bytes)
+        assert loss_fn.caches == bool(cache_bytes) and loss_fn.cache_bytes == 2 * entries
+        values, grads = [], []
+        for batch in batches:
+            student.zero_grad()
+            loss, _ = loss_fn(student, batch)
+            loss.backward()
+            values.append(float(loss.detach()))
+            grads.append(student.item_embedding.weight.grad.flatten().clone())
+        if cache_bytes:
+            assert loss_fn._cache.dtype == torch.bfloat16
+        results[cache_bytes] = values, grads
+    (streamed, streamed_grads), (cached, cached_grads) = results.values()
+    assert cached == pytest.approx(streamed, rel=5e-3)
+    for got, want in zip(cached_grads, streamed_grads):
+        assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.999

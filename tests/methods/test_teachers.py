@@ -337,11 +337,13 @@ def test_teacher_key_keeps_earlier_pools_and_tells_new_settings_apart(method_con
     key = lambda **kw: spec.key("fp", TrainConfig(**kw))  # noqa: E731
     # Keys of pools trained before precision and batch_unit existed: exactly the old payload.
     old_fields = {k: v for k, v in dataclasses.asdict(TrainConfig()).items()
-                  if k not in ("seed", "device", "progress", "precision", "batch_unit", "subset_validation")}
+                  if k not in ("seed", "device", "progress", "precision", "batch_unit", "subset_validation",
+                               "soft_label_cache_gib")}
     from csrec.methods.teachers import _train_key_fields
     assert _train_key_fields(TrainConfig()) == old_fields
     assert key() == key(precision="fp32")
     assert key() == key(subset_validation=True)
+    assert key() == key(soft_label_cache_gib=0.0)  # a resource of the student, not of a teacher
     assert len({key(), key(precision="bf16"), key(batch_unit="targets"), key(subset_validation=False)}) == 4
 
 
