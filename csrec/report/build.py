@@ -16,7 +16,7 @@ from csrec.report.robustness import CSV as ROBUSTNESS_CSV
 from csrec.report.robustness import PNG as ROBUSTNESS_PNG
 from csrec.report.robustness import robustness_markdown, write_robustness
 from csrec.report.runs import Run, backbone_label, dataset_label, display_path, method_label
-from csrec.report.tables import Table, main_table, paper_table, teacher_table
+from csrec.report.tables import Table, main_table, paper_table, seed_noise_section, teacher_table
 
 FIGURE_TITLES = {
     "fig1_4": "Fig. 1/4 – popular-type vs niche-type users", "fig3": "Fig. 3 – item popularity distribution",
@@ -170,6 +170,17 @@ def _markdown(run: Run, tables, table5, figures, robustness, failed_tables=()) -
     for table in tables:
         lines += [table.markdown(), f"LaTeX: [`{table.key}.tex`]({table.key}.tex). "
                   "P-values: [`significance.csv`](significance.csv).", ""]
+
+    noise = seed_noise_section(run)
+    if noise:
+        lines += ["### Beyond seed noise", "",
+                  "Where a backbone's cells ran several seeds (`--seeds N`), the question that a single run cannot "
+                  "answer: does a method's gain exceed what changing the seed alone does? Each method's test "
+                  "Recall@10 is paired by seed with Base's and SoftRec's by seed index (replicate k of every cell, "
+                  "teachers included, trains with its seeds shifted by k). With few seeds the t-test detects only gains several times the "
+                  "seed-to-seed spread; NDCG@10 is in the tables' marks and `significance.csv`.", ""]
+        for paragraph in noise:
+            lines += [paragraph, ""]
 
     lines += ["## Teachers: Table 5", ""]
     if table5.empty:

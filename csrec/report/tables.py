@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from csrec.methods.config import METHODS
 from csrec.report.paper import PAPER_TABLE3
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
-from csrec.report.stats import across_seed_vectors, ALPHA, significance_marks
+from csrec.report.stats import across_seed_vectors, ALPHA, significance_marks, significantly_better
 
 
 @dataclass
@@ -264,6 +265,57 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         table.notes.append("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
                            + ", ".join(sorted(untested)) + ".")
     return table
+
+
+# --- beyond seed noise --------------------------------------------------------------------------------
+def seed_noise_paragraph(dataset: str, backbone: str, per_seed: dict[str, dict[str, np.ndarray]],
+                         metric: str = "recall@10", label: str = "Recall@10") -> str | None:
+    """Whether each method beats Base and SoftRec beyond seed noise, for one (dataset, backbone).
+
+    ``per_seed``: method → {metric: test value per seed index} (methods that ran several seeds).
+    For every method against each reference, the per-seed differences (paired by seed index, cut
+    to the seeds all methods have): their mean ± standard deviation in points and the paired
+    t-test's p; a gain holds beyond seed noise when p < ALPHA and the mean is higher, the rule of
+    the tables' marks.  None with fewer than two common seeds.
+    """
+    vectors = across_seed_vectors({m: v for m, v in per_seed.items() if metric in v})
+    if vectors is None:
+        return None
+    n = len(next(iter(vectors.values()))[metric])
+    parts, beyond, below = [], [], []
+    for reference in ("base", "softrec"):
+        if reference not in vectors:
+            continue
+        gains = []
+        for method in sorted(vectors, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+            if method in (reference, "base"):
+                continue
+            mine, theirs = vectors[method][metric], vectors[reference][metric]
+            diff = 100 * (mine - theirs)
+            better, p = significantly_better(mine, theirs)
+            gains.append(f"{method_label(method)} {diff.mean():+.2f} ± {diff.std(ddof=1):.2f} "
+                         f"(p = {'–' if math.isnan(p) else f'{p:.2g}'})")
+            (beyond if better else below).append(f"{method_label(method)} over {method_label(reference)}")
+        if gains:
+            parts.append(f"over {method_label(reference)}, " + ", ".join(gains))
+    if not parts:
+        return None
+    return (f"**{backbone_label(backbone)} on {dataset_label(dataset)}, {n} seeds.** Test {label} gain in points, "
+            f"mean ± std of the per-seed differences (paired t-test p): " + "; ".join(parts) + ". "
+            f"Beyond seed noise (p < {ALPHA:g}, higher mean): " + (", ".join(beyond) if beyond else "none") + ".")
+
+
+def seed_noise_section(run: Run) -> list[str]:
+    """The report's paragraphs (one per dataset and backbone whose cells ran several seeds) on
+    which gains hold beyond seed noise (:func:`seed_noise_paragraph`); empty when none ran seeds."""
+    paragraphs = []
+    for dataset in run.datasets():
+        for backbone in run.backbones(dataset):
+            per_seed = run.seed_values(dataset, backbone, {"recall@10": "test/recall@10"})
+            text = seed_noise_paragraph(dataset, backbone, per_seed or {})
+            if text is not None:
+                paragraphs.append(text)
+    return paragraphs
 
 
 # --- Table 3 beside the paper ---------------------------------------------------------------------

@@ -76,3 +76,4 @@ def test_paper_table_sets_each_cell_beside_the_paper_and_names_the_far_ones(fake
     assert "from the paper: Synthetic / GRU4Rec / SoftRec." in "\n".join(beside.notes)  # 2.0 > 1.5, 0.5 is not
     assert "$\\Delta$" in beside.latex() and "Δ" not in beside.latex()
     assert paper_table(table3).empty  # the paper reports no synthetic data
+

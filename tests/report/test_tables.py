@@ -1,0 +1,35 @@
+"""The report's tables and paragraphs computed from per-seed test values (csrec.report.tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from csrec.report.tables import seed_noise_paragraph
+
+
+def test_seed_noise_paragraph_pairs_by_seed_and_marks_only_gains_beyond_noise():
+    """Hand-computed: per-seed differences, their mean ± std in points, the paired t-test's p
+    (t = mean / (std / √n) with n − 1 degrees of freedom), and the p < 0.05 rule of the marks."""
+    per_seed = {
+        "base": {"recall@10": np.array([0.160, 0.170, 0.165])},
+        "softrec": {"recall@10": np.array([0.170, 0.172, 0.180])},   # +1.0, +0.2, +1.5 points
+        "csrec-m": {"recall@10": np.array([0.181, 0.190, 0.186])},   # +2.1, +2.0, +2.1 over Base
+        "csrec-d": {"recall@10": np.array([0.150, 0.180, 0.170, 0.2])},  # a 4th seed is cut off
+    }
+    text = seed_noise_paragraph("lastfm", "gru4rec", per_seed)
+    diff = 100 * (per_seed["csrec-m"]["recall@10"] - per_seed["base"]["recall@10"])
+    t = diff.mean() / (diff.std(ddof=1) / np.sqrt(3))
+    p = 2 * stats.t.sf(abs(t), df=2)
+    assert p < 0.05
+    assert f"CSRec-M {diff.mean():+.2f} ± {diff.std(ddof=1):.2f} (p = {p:.2g})" in text
+    soft = 100 * (per_seed["softrec"]["recall@10"] - per_seed["base"]["recall@10"])
+    assert f"over Base, SoftRec {soft.mean():+.2f} ± {soft.std(ddof=1):.2f}" in text
+    assert text.startswith("**GRU4Rec on Last.FM, 3 seeds.**")
+    # Over SoftRec CSRec-M gains (+1.1, +1.8, +0.6): a higher mean, but p = 0.079.
+    assert "over SoftRec, CSRec-M +1.17 ± 0.60 (p = 0.079)" in text
+    assert text.endswith("Beyond seed noise (p < 0.05, higher mean): CSRec-M over Base.")
+    assert "CSRec-D +0.17 ± 1.04" in text  # (−1.0, +1.0, +0.5) over Base from the 3 common seeds
+    # One seed, or no method beside Base: nothing to say.
+    assert seed_noise_paragraph("lastfm", "gru4rec", {m: {"recall@10": v["recall@10"][:1]} for m, v in per_seed.items()}) is None
+    assert seed_noise_paragraph("lastfm", "gru4rec", {"base": per_seed["base"]}) is None
