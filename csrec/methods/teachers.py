@@ -289,15 +289,17 @@ class TeacherPool:
         return None if self.directory is None else self.directory / "partial" / f"teacher-{key}.state.pt"
 
     def train(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig,
-              side: SequentialRecommender | None = None) -> TrainedTeacher:
-        """Train ``spec`` (not saved: see :meth:`save`), continuing an interrupted run of it if one left its state."""
+              side: SequentialRecommender | None = None, on_epoch=None) -> TrainedTeacher:
+        """Train ``spec`` (not saved: see :meth:`save`), continuing an interrupted run of it if one left its state.
+
+        ``on_epoch(EpochLog)`` is called after each epoch trained here (progress reports)."""
         partial = self.partial_path(spec.key(data.fingerprint, train))
         try:
-            return train_teacher(spec, data, train, side=side, state_path=partial)
+            return train_teacher(spec, data, train, side=side, on_epoch=on_epoch, state_path=partial)
         except StaleTrainingState as stale:  # left by another csrec version or setting: start over
             warnings.warn(f"training the teacher from scratch: {stale}", stacklevel=2)
             partial.unlink(missing_ok=True)
-            return train_teacher(spec, data, train, side=side, state_path=partial)
+            return train_teacher(spec, data, train, side=side, on_epoch=on_epoch, state_path=partial)
 
     def has(self, spec: TeacherSpec, data: SequenceData, train: TrainConfig) -> bool:
         key = spec.key(data.fingerprint, train)

@@ -28,7 +28,7 @@ import ray
 from csrec.data.dataset import SequenceData
 from csrec.methods import SoftLabelStore, build_method_store, teacher_specs
 from csrec.methods.teachers import TeacherPool, store_fingerprint
-from csrec.sweep.teachers import ensure_teachers
+from csrec.sweep.teachers import TeacherProgress, ensure_teachers
 
 LEASE_S = 60.0
 
@@ -43,6 +43,7 @@ class StoreRegistry:
         self.claims: dict[str, tuple[str, float]] = {}
         self.events: dict[str, asyncio.Event] = {}
         self.log: list[dict] = []
+        self.notes: list[dict] = []  # teacher progress of the trials (TeacherProgress), for the driver
 
     def _event(self, fp: str) -> asyncio.Event:
         if fp not in self.events:
@@ -93,6 +94,13 @@ class StoreRegistry:
             event = self.events.pop(fp, None)
             if event is not None:
                 event.set()
+
+    async def note(self, who: str, note: dict) -> None:
+        self.notes.append(dict(note, who=who))
+
+    async def notes_since(self, seq: int) -> list[dict]:
+        """The notes after the first ``seq`` (a reader keeps its own count)."""
+        return self.notes[seq:]
 
     async def has(self, fp: str) -> bool:
         return fp in self.entries
@@ -147,7 +155,9 @@ def fetch_store(
     renewer = _Renewer(registry, fp, token, every=LEASE_S / 4)
     renewer.start()
     try:
-        records = ensure_teachers(pool_dir, teacher_specs(config), data, config.train, trained_by="trial", sweep=sweep)
+        progress = TeacherProgress(lambda note: registry.note.remote(who, note))
+        records = ensure_teachers(pool_dir, teacher_specs(config), data, config.train, trained_by="trial", sweep=sweep,
+                                  progress=progress)
         store, infos = build_method_store(config, data, TeacherPool(pool_dir))
         ray.get(registry.publish_value.remote(fp, token, store, infos, who))
     except BaseException:

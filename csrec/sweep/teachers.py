@@ -107,11 +107,13 @@ def ensure_teacher(
     trained_by: str = "driver",
     sweep: str = "",
     blocking: bool = True,
+    progress: "TeacherProgress | None" = None,
 ) -> dict | None:
     """Make sure ``spec`` is in the pool; returns a record (``trained`` says whether it trained here).
 
     A robust teacher's side teacher is ensured first.  Non-blocking: returns None when another
-    process holds the teacher's lock (it is being trained elsewhere).
+    process holds the teacher's lock (it is being trained elsewhere).  ``progress`` hears when a
+    teacher starts training here, how its epochs go and when it is done (:class:`TeacherProgress`).
     """
     pool = TeacherPool(pool_dir)
     key = spec.key(data.fingerprint, train)
@@ -119,7 +121,8 @@ def ensure_teacher(
     if pool.has(spec, data, train):
         return record
     if spec.robust:
-        ensure_teacher(pool_dir, spec.side, data, train, trained_by=trained_by, sweep=sweep, blocking=True)
+        ensure_teacher(pool_dir, spec.side, data, train, trained_by=trained_by, sweep=sweep, blocking=True,
+                       progress=progress)
     waited = time.perf_counter()
     with file_lock(Path(pool_dir) / "locks" / f"{key}.lock", blocking=blocking) as acquired:
         if not acquired:
@@ -128,7 +131,10 @@ def ensure_teacher(
         if pool.has(spec, data, train):  # trained by whoever held the lock before us
             return dict(record, waited_s=waited)
         side = pool.get(spec.side, data, train).model if spec.robust else None
-        teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side)
+        on_epoch = None if progress is None else progress.start(spec.describe(), train.epochs)
+        teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side, on_epoch=on_epoch)
+        if progress is not None:
+            progress.done(spec.describe(), teacher.info["seconds"], teacher.info["valid"].get("ndcg@10"))
         record.update(
             trained=True, seconds=teacher.info["seconds"], finished_at=time.time(),
             valid_ndcg10=teacher.info["valid"].get("ndcg@10"), spec=spec.to_dict(), peak_rss_mib=peak_rss_mib(),
@@ -140,18 +146,75 @@ def ensure_teacher(
 
 def ensure_teachers(
     pool_dir: str | os.PathLike, specs: list[TeacherSpec], data: SequenceData, train: TrainConfig,
-    *, trained_by: str = "trial", sweep: str = "",
+    *, trained_by: str = "trial", sweep: str = "", progress: "TeacherProgress | None" = None,
 ) -> list[dict]:
     """Ensure several teachers cooperatively: first train those nobody else is training, then wait."""
     records: dict[int, dict] = {}
     for i, spec in enumerate(specs):
-        rec = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep, blocking=False)
+        rec = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep, blocking=False,
+                             progress=progress)
         if rec is not None:
             records[i] = rec
     for i, spec in enumerate(specs):
         if i not in records:
-            records[i] = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep)
+            if progress is not None:
+                progress.waiting(spec.describe())
+            records[i] = ensure_teacher(pool_dir, spec, data, train, trained_by=trained_by, sweep=sweep,
+                                        progress=progress)
     return [records[i] for i in range(len(specs))]
+
+
+class TeacherProgress:
+    """Progress of the teachers a trial trains itself, as notes to ``send(note: dict)``.
+
+    A note is ``{"teacher": description, "event": "started" | "epoch" | "done" | "waiting", ...}``;
+    epoch notes (epoch, epochs, best validation NDCG@10 and its epoch, seconds so far) go at most
+    every ``every_s`` seconds per teacher, the others always.  The sweep sends them to the driver,
+    which prints them beside the trial's own lines: on real data a teacher trains for most of an
+    hour before its student's first epoch.
+    """
+
+    def __init__(self, send, every_s: float = 120.0, clock=time.monotonic):
+        self.send, self.every_s, self.clock = send, every_s, clock
+
+    def start(self, teacher: str, epochs: int):
+        """Note the start; returns the ``on_epoch`` callback for the teacher's training."""
+        started = last = self.clock()
+        self.send({"teacher": teacher, "event": "started", "epochs": epochs})
+
+        def on_epoch(log) -> None:
+            nonlocal last
+            now = self.clock()
+            if now - last < self.every_s:
+                return
+            last = now
+            self.send({"teacher": teacher, "event": "epoch", "epoch": log.epoch, "epochs": epochs,
+                       "best": log.best_value, "best_epoch": log.best_epoch, "seconds": now - started})
+
+        return on_epoch
+
+    def done(self, teacher: str, seconds: float, valid_ndcg10: float | None) -> None:
+        self.send({"teacher": teacher, "event": "done", "seconds": seconds, "best": valid_ndcg10})
+
+    def waiting(self, teacher: str) -> None:
+        self.send({"teacher": teacher, "event": "waiting"})
+
+
+def progress_line(note: dict) -> str:
+    """The driver's text for a :class:`TeacherProgress` note."""
+    teacher, event = note.get("teacher", "?"), note.get("event")
+    best = note.get("best")
+    best = "–" if best is None else f"{best:.4f}"
+    if event == "started":
+        return f"teacher {teacher}: training (at most {note.get('epochs', '–')} epochs)"
+    if event == "epoch":
+        return (f"teacher {teacher}: epoch {note.get('epoch')}/{note.get('epochs')}  valid NDCG@10 best so far "
+                f"{best} (epoch {note.get('best_epoch')}), {note.get('seconds', 0.0):.0f}s")
+    if event == "done":
+        return f"teacher {teacher}: trained in {note.get('seconds', 0.0):.0f}s, valid NDCG@10 {best}"
+    if event == "waiting":
+        return f"teacher {teacher}: waiting, being trained elsewhere"
+    return f"teacher {teacher}: {event}"
 
 
 # --- which teachers a set of configs needs ------------------------------------------------------

@@ -83,7 +83,7 @@ from csrec.sweep.schedule import (
     ASHA_STATE_FILE, SYNC_STATE_FILE, BatchRungStopper, GridPoints, ResumableASHA, batched,
 )
 from csrec.sweep.stores import make_registry, prebuild_stores
-from csrec.sweep.teachers import TeacherReport, read_teacher_records, train_teachers
+from csrec.sweep.teachers import TeacherReport, progress_line, read_teacher_records, train_teachers
 from csrec.sweep.trial import METRIC, MODE, REPLICATE, SweepContext, drop_training_states, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
@@ -206,13 +206,53 @@ class _TrialLines(ray_tune.Callback):
     """One line in the driver's output when a trial starts, ends, fails or is retried; and, for a
     trial that runs long (real data), a progress line at most every ``every_s`` seconds."""
 
-    def __init__(self, cell: str, epochs: int, every_s: float = 120.0):
+    def __init__(self, cell: str, epochs: int, every_s: float = 120.0, poll_s: float = 5.0):
         self.cell = cell
         self.epochs = epochs
         self.every_s = every_s
+        self.poll_s = poll_s
         self._last: dict[str, float] = {}
+        self._notes_read = 0
+        self._polled = 0.0
+        self._pending = None  # the ObjectRef of a request for notes not answered yet
+
+    def on_step_end(self, iteration, trials, **info):
+        """Print the teacher progress notes of this cell's trials (csrec.sweep.teachers.TeacherProgress)."""
+        if self._pending is not None or time.monotonic() - self._polled >= self.poll_s:
+            self._print_notes(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._print_notes(trials, wait_s=5.0)  # the notes of the last seconds
+
+    def _print_notes(self, trials, wait_s: float = 0.0) -> None:
+        """Ask the driver's registry for new notes, or print the answer to an earlier request once it
+        has come: the Tune loop never waits on the registry (except ``wait_s`` at the end)."""
+        if not ray.is_initialized():  # a callback outside a sweep (tests)
+            return
+        try:
+            if self._pending is None:
+                self._polled = time.monotonic()
+                self._pending = _registry().notes_since.remote(self._notes_read)
+            ready, _ = ray.wait([self._pending], timeout=wait_s)
+            if not ready:
+                return
+            notes = ray.get(self._pending)
+        except Exception:  # noqa: BLE001 - progress lines are informative only
+            self._pending = None
+            return
+        self._pending = None
+        self._notes_read += len(notes)
+        mine = {t.trial_id: t for t in trials}
+        for note in notes:
+            trial = mine.get(note.get("who"))
+            if trial is not None:
+                self._print(trial, progress_line(note))
+
+    def __getstate__(self):  # pickled with the Tuner: never an ObjectRef of this driver
+        return {**self.__dict__, "_pending": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._print_notes(trials)  # a trial's teachers before its student's epochs
         now = time.monotonic()
         last = self._last.setdefault(trial.trial_id, now)
         if result.get("final") or now - last < self.every_s:
@@ -233,6 +273,7 @@ class _TrialLines(ray_tune.Callback):
         self._print(trial, f"failed, retrying: {_error_line(trial)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._print_notes(trials)
         result = trial.last_result or {}
         final = bool(result.get("final"))
         epochs = result.get("epochs_run") if final else result.get("epoch")

@@ -266,3 +266,48 @@ def test_tunes_warnings_about_unstarted_trials_and_tuner_restore_are_hidden():
         tune_log.removeHandler(kept)
     assert [r.getMessage().splitlines()[-1] for r in kept.records] == [
         broken, "something else", "Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run."]
+
+
+
+def test_a_trial_reports_its_teachers_progress_as_notes(tmp_path):
+    """ensure_teachers notes the start, epochs (at most every every_s) and end of each teacher it
+    trains, and a wait for one being trained elsewhere; progress_line words each note for the driver."""
+    from csrec.data import DataConfig
+    from csrec.experiment import make_config
+    from csrec.methods import teacher_specs
+    from csrec.sweep.teachers import TeacherProgress, ensure_teachers, progress_line
+
+    config = make_config("synthetic", "gru4rec", "csrec-m", data=DataConfig(synthetic=SyntheticConfig(
+        n_users=80, n_items=40, n_clusters=4, mean_length=12)), epochs=3, patience=0, progress=False, device="cpu")
+    data = load_dataset(config.data, use_cache=False)
+    ticks = iter(range(0, 10_000, 50))  # the clock advances 50 s per reading
+    notes, waiting = [], threading.Event()
+
+    def send(note):
+        notes.append(note)
+        if note["event"] == "waiting":
+            waiting.set()
+
+    progress = TeacherProgress(send, every_s=100.0, clock=lambda: next(ticks))
+    first, second = teacher_specs(config)
+    pool = tmp_path / "pool"
+    worker = threading.Thread(target=ensure_teachers, args=(pool, [first, second], data, config.train),
+                              kwargs={"progress": progress})
+    # The second teacher is being trained elsewhere (its lock is held here) until ensure_teachers,
+    # having trained the first, says it waits for it; then it gets the lock and trains it itself.
+    with file_lock(pool / "locks" / f"{second.key(data.fingerprint, config.train)}.lock"):
+        worker.start()
+        assert waiting.wait(timeout=120)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    events = [(n["teacher"], n["event"]) for n in notes]
+    one, two = first.describe(), second.describe()
+    assert events == [(one, "started"), (one, "epoch"), (one, "done"), (two, "waiting"),
+                      (two, "started"), (two, "epoch"), (two, "done")]
+    epoch = notes[1]
+    assert (epoch["epoch"], epoch["epochs"]) == (2, 3)  # epoch 1 came 50 s after the start, within every_s
+    assert progress_line(epoch) == (f"teacher {one}: epoch 2/3  valid NDCG@10 best so far "
+                                    f"{epoch['best']:.4f} (epoch {epoch['best_epoch']}), 100s")
+    assert progress_line(notes[0]) == f"teacher {one}: training (at most 3 epochs)"
+    assert progress_line(notes[2]).startswith(f"teacher {one}: trained in ")
+    assert progress_line(notes[3]) == f"teacher {two}: waiting, being trained elsewhere"
