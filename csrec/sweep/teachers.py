@@ -175,7 +175,18 @@ class TeacherProgress:
     """
 
     def __init__(self, send, every_s: float = 120.0, clock=time.monotonic):
-        self.send, self.every_s, self.clock = send, every_s, clock
+        self._send, self.every_s, self.clock = send, every_s, clock
+
+    def send(self, note: dict) -> None:
+        """Pass ``note`` on; a receiver that fails (e.g. a driver of an older csrec, without the
+        method) silences the progress, never the training."""
+        if self._send is None:
+            return
+        try:
+            self._send(note)
+        except Exception as error:  # noqa: BLE001 - progress is informative only
+            warnings.warn(f"teacher progress not reported: {type(error).__name__}: {error}", stacklevel=2)
+            self._send = None
 
     def start(self, teacher: str, epochs: int):
         """Note the start; returns the ``on_epoch`` callback for the teacher's training."""

@@ -311,3 +311,21 @@ def test_a_trial_reports_its_teachers_progress_as_notes(tmp_path):
     assert progress_line(notes[0]) == f"teacher {one}: training (at most 3 epochs)"
     assert progress_line(notes[2]).startswith(f"teacher {one}: trained in ")
     assert progress_line(notes[3]) == f"teacher {two}: waiting, being trained elsewhere"
+
+
+def test_teacher_progress_that_cannot_be_sent_never_stops_training():
+    """A receiver that fails (a driver of an older csrec) silences the notes after one warning."""
+    from csrec.sweep.teachers import TeacherProgress
+
+    calls = []
+
+    def broken(note):
+        calls.append(note)
+        raise AttributeError("'ActorHandle' object has no attribute 'note'")
+
+    progress = TeacherProgress(broken, every_s=0.0)
+    with pytest.warns(UserWarning, match="teacher progress not reported: AttributeError"):
+        on_epoch = progress.start("gru4rec seed 1000", 3)
+    on_epoch(dataclasses.make_dataclass("Log", ["epoch", "best_value", "best_epoch"])(1, 0.1, 1))
+    progress.done("gru4rec seed 1000", 1.0, 0.1)
+    assert len(calls) == 1
