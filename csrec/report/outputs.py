@@ -303,7 +303,7 @@ def seed_marks(per_seed: dict | None) -> dict[tuple[str, str], dict]:
     out: dict = {}
     keys = sorted({k for v in (vectors or {}).values() for k in v})
     for key in keys:
-        for method, entry in significance_marks(vectors, key).items():
+        for method, entry in significance_marks(vectors, key, by_seed=True).items():
             out[(method, key)] = entry
     return out
 

@@ -4,9 +4,9 @@ Significance (Tables 3–4): a method's best trial against Base's and SoftRec's 
 same (dataset, backbone), by a two-sided paired t-test over the test sequences
 (``scipy.stats.ttest_rel``; the + columns pair the positively rated test sequences only).  A
 mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.  When the cells ran
-several seeds (``--seeds N``), the same test pairs the per-seed test metrics by seed index instead
-(:func:`across_seed_vectors`): it asks whether the gain holds beyond seed noise, which one seed's
-per-sequence test cannot.
+several seeds (``--seeds N``), the same test pairs the per-seed test metrics by seed index instead,
+over the seeds both methods have (:func:`across_seed_vectors`): it asks whether the gain holds
+beyond seed noise, which one seed's per-sequence test cannot.
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ def significantly_better(a, b, alpha: float = ALPHA) -> tuple[bool, float]:
     return better, p
 
 
-def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None) -> dict[str, dict]:
+def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None,
+                       by_seed: bool = False) -> dict[str, dict]:
     """{method: {"mark": "*†", "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone).
 
     ``vectors``: method → per-sequence vectors (``metric`` and ``test_positive``); ``mask_key``
     restricts the pairs to the sequences where that boolean vector is True (the + columns).
     Methods other than Base are tested against Base; those other than SoftRec also against SoftRec.
+    ``by_seed``: the vectors are per seed index (:func:`across_seed_vectors`) and each pair of
+    methods is compared over the seeds both have.
     """
     out: dict[str, dict] = {}
     for method, mine in vectors.items():
@@ -60,12 +63,17 @@ def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | No
         entry: dict = {"mark": ""}
         for reference, symbol in MARKS:
             ref = vectors.get(reference)
-            if reference == method or ref is None or metric not in ref or len(ref[metric]) != len(mine[metric]):
+            if reference == method or ref is None or metric not in ref:
                 continue
-            mask = np.ones(len(mine[metric]), dtype=bool)
+            a, b = np.asarray(mine[metric]), np.asarray(ref[metric])
+            if by_seed:
+                a, b = a[:min(len(a), len(b))], b[:min(len(a), len(b))]
+            if len(a) != len(b):
+                continue
+            mask = np.ones(len(a), dtype=bool)
             if mask_key is not None:
                 mask = np.asarray(mine[mask_key], dtype=bool) & np.asarray(ref[mask_key], dtype=bool)
-            better, p = significantly_better(mine[metric][mask], ref[metric][mask])
+            better, p = significantly_better(a[mask], b[mask])
             entry[f"p_vs_{reference}"] = p
             if better:
                 entry["mark"] += symbol
@@ -131,11 +139,11 @@ def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[
 
 def across_seed_vectors(per_seed: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]] | None:
     """``per_seed``: method → {metric: test value per seed index}.  The methods' vectors for
-    :func:`significance_marks` paired by seed (every method cut to the seeds all of them have), or
-    None when fewer than two seeds are common to them."""
-    if not per_seed:
+    :func:`significance_marks` with ``by_seed=True`` (each pair of methods compared over the seeds
+    both have: a method still short of seeds does not shorten the others' tests), or None when
+    fewer than two methods have two seeds or more."""
+    vectors = {m: {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+               for m, metrics in (per_seed or {}).items() if metrics}
+    if sum(len(next(iter(v.values()))) >= 2 for v in vectors.values()) < 2:
         return None
-    common = min(len(next(iter(v.values()))) for v in per_seed.values())
-    if common < 2:
-        return None
-    return {m: {k: np.asarray(v[:common], dtype=np.float64) for k, v in vectors.items()} for m, vectors in per_seed.items()}
+    return vectors

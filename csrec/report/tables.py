@@ -200,7 +200,8 @@ def main_table(run: Run, kind: str = "table3") -> Table:
             else:
                 mask_key_here, test_name = mask_key, "sequences"
             for metric, label in metrics if not negative else []:
-                for method, entry in significance_marks(vectors, metric, mask_key_here).items():
+                for method, entry in significance_marks(vectors, metric, mask_key_here,
+                                                        by_seed=across is not None).items():
                     marks[(backbone, method, metric)] = entry
                     table.significance.append({
                         "table": kind, "dataset": dataset, "backbone": backbone, "method": method, "metric": label,
@@ -273,29 +274,33 @@ def seed_noise_paragraph(dataset: str, backbone: str, per_seed: dict[str, dict[s
     """Whether each method beats Base and SoftRec beyond seed noise, for one (dataset, backbone).
 
     ``per_seed``: method → {metric: test value per seed index} (methods that ran several seeds).
-    For every method against each reference, the per-seed differences (paired by seed index, cut
-    to the seeds all methods have): their mean ± standard deviation in points and the paired
-    t-test's p; a gain holds beyond seed noise when p < ALPHA and the mean is higher, the rule of
-    the tables' marks.  None with fewer than two common seeds.
+    For every method against each reference, the per-seed differences (paired by seed index, over
+    the seeds both have; a count other than Base's is named): their mean ± standard deviation in
+    points and the paired t-test's p; a gain holds beyond seed noise when p < ALPHA and the mean is
+    higher, the rule of the tables' marks.  None when no pair of methods shares two seeds.
     """
     vectors = across_seed_vectors({m: v for m, v in per_seed.items() if metric in v})
     if vectors is None:
         return None
-    n = len(next(iter(vectors.values()))[metric])
-    parts, beyond, below = [], [], []
+    seeds = {m: len(v[metric]) for m, v in vectors.items()}
+    n = seeds.get("base", max(seeds.values()))
+    parts, beyond = [], []
     for reference in ("base", "softrec"):
         if reference not in vectors:
             continue
         gains = []
         for method in sorted(vectors, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
-            if method in (reference, "base"):
+            common = min(seeds[method], seeds[reference])
+            if method in (reference, "base") or common < 2:
                 continue
-            mine, theirs = vectors[method][metric], vectors[reference][metric]
+            mine, theirs = vectors[method][metric][:common], vectors[reference][metric][:common]
             diff = 100 * (mine - theirs)
             better, p = significantly_better(mine, theirs)
-            gains.append(f"{method_label(method)} {diff.mean():+.2f} ± {diff.std(ddof=1):.2f} "
-                         f"(p = {'–' if math.isnan(p) else f'{p:.2g}'})")
-            (beyond if better else below).append(f"{method_label(method)} over {method_label(reference)}")
+            gains.append(f"{method_label(method)} {round(diff.mean(), 2) + 0.0:+.2f} ± {diff.std(ddof=1):.2f} "
+                         f"(p = {'–' if math.isnan(p) else f'{p:.2g}'}" + (f", {common} seeds" if common != n else "")
+                         + ")")
+            if better:
+                beyond.append(f"{method_label(method)} over {method_label(reference)}")
         if gains:
             parts.append(f"over {method_label(reference)}, " + ", ".join(gains))
     if not parts:

@@ -29,7 +29,27 @@ def test_seed_noise_paragraph_pairs_by_seed_and_marks_only_gains_beyond_noise():
     # Over SoftRec CSRec-M gains (+1.1, +1.8, +0.6): a higher mean, but p = 0.079.
     assert "over SoftRec, CSRec-M +1.17 ± 0.60 (p = 0.079)" in text
     assert text.endswith("Beyond seed noise (p < 0.05, higher mean): CSRec-M over Base.")
-    assert "CSRec-D +0.17 ± 1.04" in text  # (−1.0, +1.0, +0.5) over Base from the 3 common seeds
+    assert "CSRec-D +0.17 ± 1.04 (p = " in text  # (−1.0, +1.0, +0.5) over Base from the 3 common seeds
+    # A method still short of seeds is compared over the seeds it has, and says how many; the
+    # others keep all of theirs.
+    short = dict(per_seed, **{"csrec-d": {"recall@10": np.array([0.150, 0.180])}})
+    text = seed_noise_paragraph("lastfm", "gru4rec", short)
+    assert "CSRec-D +0.00 ± 1.41 (p = 1, 2 seeds)" in text
+    assert f"CSRec-M {diff.mean():+.2f} ± {diff.std(ddof=1):.2f} (p = {p:.2g})" in text
     # One seed, or no method beside Base: nothing to say.
     assert seed_noise_paragraph("lastfm", "gru4rec", {m: {"recall@10": v["recall@10"][:1]} for m, v in per_seed.items()}) is None
     assert seed_noise_paragraph("lastfm", "gru4rec", {"base": per_seed["base"]}) is None
+
+
+def test_marks_across_seeds_pair_each_method_over_the_seeds_both_have():
+    """A method still short of seeds neither loses its marks nor shortens the others' tests."""
+    from csrec.report.stats import across_seed_vectors, significance_marks
+
+    per_seed = {"base": {"recall@10": [0.160, 0.170, 0.165]}, "csrec-m": {"recall@10": [0.181, 0.190, 0.186]},
+                "csrec-d": {"recall@10": [0.190, 0.200]}, "csrec-t": {"recall@10": [0.2]}}
+    marks = significance_marks(across_seed_vectors(per_seed), "recall@10", by_seed=True)
+    assert marks["csrec-m"]["p_vs_base"] == stats.ttest_rel([0.181, 0.190, 0.186], [0.160, 0.170, 0.165]).pvalue
+    assert marks["csrec-d"]["p_vs_base"] == 0.0  # (+3.0, +3.0) over the first 2 seeds: zero spread → p 0
+    assert marks["csrec-m"]["mark"] == marks["csrec-d"]["mark"] == "*"
+    assert np.isnan(marks["csrec-t"]["p_vs_base"]) and marks["csrec-t"]["mark"] == ""  # one seed: no test
+    assert across_seed_vectors({"base": per_seed["base"], "csrec-t": per_seed["csrec-t"]}) is None
