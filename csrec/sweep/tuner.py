@@ -67,7 +67,6 @@ from ray.tune.search import Searcher
 
 from csrec import artifacts
 from csrec.atomic import write_atomic
-from csrec.errors import ConfigError
 from csrec.data.dataset import load_dataset
 from csrec.experiment import make_config
 from csrec.methods.config import SYMBOLS, ExperimentConfig
@@ -438,7 +437,9 @@ def _tune(config: SweepConfig) -> SweepResult:
         labels["ablation"] = config.ablation
     frame = trials_frame(fitted, exp_path, **labels)
     result = _result(config, frame, str(exp_path), teacher_report=teacher_report, stores=stores)
-    if config.seeds > 1 and result.best_config is not None and config.grid is None:
+    # The seeds replicate the configuration chosen over the whole search: never that of a search
+    # stopped part-way (Tune's fit returns normally on Ctrl-C), whose choice may still change.
+    if config.seeds > 1 and result.best_config is not None and config.grid is None and result.complete:
         with clock.time("seeds_s"):
             result = _with_replicates(config, result, trainable, base, resources, storage, labels)
     records = [r for r in read_teacher_records(pool_dir) if r.get("sweep") == label and r.get("trained")]
@@ -457,14 +458,21 @@ def _with_replicates(config: SweepConfig, result: SweepResult, trainable, base: 
     exp_path = storage / f"{config.experiment_name}{REPLICATES_SUFFIX}"
     params = dict(result.best_config or {})
     record = exp_path / REPLICATES_FILE
-    if record.is_file() and json.loads(record.read_text()).get("params") != json.loads(json.dumps(params)):
-        raise ConfigError(f"{exp_path} holds the seeds of another configuration than this sweep now chooses "
-                          f"({json.loads(record.read_text()).get('params')} vs {params}); delete it to rerun them")
+    recorded = json.loads(record.read_text()).get("params") if record.is_file() else None
+    if recorded is not None and recorded != json.loads(json.dumps(params)):
+        # Seeds of a configuration no longer chosen (e.g. started by an older csrec before its search
+        # had finished): kept aside, not deleted, and not continued under another configuration.
+        stale = exp_path.with_name(f"{exp_path.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        exp_path.rename(stale)
+        print(f"  {_cell_label(config)}/seeds  {exp_path.name} held the seeds of {recorded}, not of the "
+              f"configuration chosen now; moved to {stale.name}", flush=True)
     with _tune_output(config.verbose):
-        fitted = _tuner(config, trainable, base, resources, storage, exp_path, replicate_of=params).fit()
-    write_atomic(record, json.dumps({"params": params}, sort_keys=True))
+        tuner = _tuner(config, trainable, base, resources, storage, exp_path, replicate_of=params)
+        # Recorded before the seeds start, so an interrupted run's seeds stay tied to their configuration.
+        write_atomic(record, json.dumps({"params": params}, sort_keys=True))
+        fitted = tuner.fit()
     frame = trials_frame(fitted, exp_path, **labels)
-    frame[REPLICATE] = frame.pop(f"config/{REPLICATE}").astype(int)
+    frame[REPLICATE] = pd.to_numeric(frame.pop(f"config/{REPLICATE}"), errors="coerce").astype("Int64")
     done = bool((frame["status"] == "completed").all()) and len(frame) == config.seeds - 1
     trials = pd.concat([result.trials.assign(**{REPLICATE: None}), frame], ignore_index=True)
     return dataclasses.replace(result, trials=trials, trials_run=result.trials_run + len(frame),

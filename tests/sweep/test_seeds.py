@@ -47,3 +47,41 @@ def test_seeds_replicate_the_chosen_configuration_and_tables_show_their_spread(r
     assert sorted(round(c.value, 6) for c in cells[::2]) == sorted(round(v, 6) for v in recall)
     assert all(c.std is not None for c in cells) and any("3 seeds" in n for n in report.notes)
     assert {s["paired_over"] for s in report.significance} == {"seeds"}
+
+
+def test_seeds_wait_for_a_finished_search_and_never_continue_another_configurations(ray_session, tmp_path, grid_main,
+                                                                                    monkeypatch, capsys):
+    """A search stopped part-way (Tune's fit returns normally on Ctrl-C) starts no seeds; the seeds
+    of a configuration no longer chosen are moved aside, not continued."""
+    from csrec.sweep import tuner
+
+    run_dir = tmp_path / "run"
+    argv = ["--smoke", "--backbones", "gru4rec", "--methods", "softrec", "--num-samples", "2", "--epochs", "1",
+            "--seeds", "2", "--address", ray_session, "--storage-path", str(run_dir)]
+    frame_of = tuner.trials_frame
+
+    def stopped_part_way(fitted, exp_path, **labels):
+        frame = frame_of(fitted, exp_path, **labels)
+        if not str(exp_path).endswith(tuner.REPLICATES_SUFFIX):
+            frame.loc[frame.index[-1], "status"] = "interrupted"
+        return frame
+
+    monkeypatch.setattr(tuner, "trials_frame", stopped_part_way)
+    assert grid_main(argv) == 3
+    seeds_dir = run_dir / f"synthetic-gru4rec-softrec-optuna{tuner.REPLICATES_SUFFIX}"
+    assert not seeds_dir.exists()
+    assert "the sweep was interrupted; rerun with --resume" in capsys.readouterr().out
+    monkeypatch.setattr(tuner, "trials_frame", frame_of)
+
+    assert grid_main(argv + ["--resume"]) == 0
+    record = seeds_dir / tuner.REPLICATES_FILE
+    chosen = json.loads(record.read_text())["params"]
+    assert set(chosen) == {"beta", "temperature"}
+    record.write_text(json.dumps({"params": {"beta": 0.111, "temperature": 1.0}}))  # another configuration's
+    capsys.readouterr()
+    assert grid_main(argv + ["--resume"]) == 0
+    assert "held the seeds of {'beta': 0.111, 'temperature': 1.0}" in capsys.readouterr().out
+    stale = [p for p in run_dir.iterdir() if p.name.startswith(seeds_dir.name + ".stale-")]
+    assert len(stale) == 1 and json.loads(record.read_text())["params"] == chosen
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert results["replicate"].dropna().astype(int).tolist() == [1] and (results["status"] == "completed").all()
