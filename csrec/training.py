@@ -85,8 +85,8 @@ class TrainConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
-        if not self.soft_label_cache_gib >= 0:
-            raise ConfigError(f"soft_label_cache_gib must be >= 0, got {self.soft_label_cache_gib}")
+        if not 0 <= self.soft_label_cache_gib < math.inf:
+            raise ConfigError(f"soft_label_cache_gib must be a finite number >= 0, got {self.soft_label_cache_gib}")
         from csrec.metrics import summarize
 
         valid_metrics = sorted(summarize(np.zeros(1, dtype=np.int64)))

@@ -405,5 +405,6 @@ def test_the_soft_label_cache_budget_is_a_resource_not_an_identity(small_data, t
                 TrainConfig(epochs=2, patience=0, batch_size=16, progress=False, soft_label_cache_gib=0.0),
                 state_path=state, on_epoch=calls.append)
     assert [c.epoch for c in calls] == [2]
-    with pytest.raises(ConfigError, match="soft_label_cache_gib must be >= 0, got -1"):
-        TrainConfig(soft_label_cache_gib=-1).validate()
+    for bad in (-1, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match=f"soft_label_cache_gib must be a finite number >= 0, got {bad}"):
+            TrainConfig(soft_label_cache_gib=bad).validate()

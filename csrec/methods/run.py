@@ -57,9 +57,10 @@ class SoftLabelLoss:
     rows fit in ``cache_bytes``, the first call computes them once, in row order, and every later
     read is a row lookup instead of the teachers' product and softmax (the store's own
     ``teacher_probs``); otherwise every batch rebuilds its rows.  The cache is float32 (the same
-    values as rebuilding), or bfloat16 when ``precision`` is bfloat16: the soft labels then come
-    from a bfloat16 product already, the cache takes half the memory (Yelp's fits in 9.2 GB), and
-    each probability is rounded once more, to 8 significant bits (relative error ≤ 2⁻⁹).
+    values as rebuilding), or bfloat16 when ``precision`` is bfloat16 (spelled out: the caller
+    resolves ``"auto"``), that is when the student trains in bf16: the cache then takes half the
+    memory (Yelp's fits in 9.2 GB) and each probability is rounded to 8 significant bits
+    (relative error ≤ 2⁻⁹), far below what the bf16 training step itself rounds.
     """
 
     def __init__(self, store: SoftLabelStore, beta: float, temperature: float, direction: str = "code",

@@ -24,7 +24,7 @@ import pandas as pd
 from csrec.atomic import atomic_path, write_atomic
 from csrec.methods.config import METHODS, SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
-from csrec.report.stats import ALPHA, across_seed_vectors, significance_marks
+from csrec.report.stats import ALPHA, across_seed_vectors, finished_seeds, significance_marks
 from csrec.search.selection import REPLICATE_COLUMN, seed_rows
 
 #: The model file of a trial's best-epoch student in its trial directory (``csrec.artifacts`` format).
@@ -285,15 +285,20 @@ def test_column(metric: str, plus: bool) -> str:
 
 
 def seed_values(rows: pd.DataFrame, columns: dict[str, str]) -> dict[str, dict[str, np.ndarray]] | None:
-    """method → {key: test value per seed index} for one (dataset, backbone) whose cells ran seed
-    replicates (:func:`csrec.search.selection.seed_rows`), ``columns``: key → results column; None
-    when no cell did."""
+    """method → {key: test value per seed index, NaN where that seed has no finished run} for one
+    (dataset, backbone) whose cells ran seed replicates (:func:`csrec.search.selection.seed_rows`),
+    ``columns``: key → results column; None when no cell did."""
     out = {}
     for method in rows["method"].unique():
         seeded = seed_rows(rows[rows["method"] == method])
         if seeded is not None:
-            out[method] = {key: seeded[column].astype(float).to_numpy()
-                           for key, column in columns.items() if column in seeded}
+            index = seeded.index.to_numpy(dtype=np.int64)
+            out[method] = {}
+            for key, column in columns.items():
+                if column in seeded:
+                    values = np.full(int(index.max()) + 1, np.nan)
+                    values[index] = seeded[column].astype(float).to_numpy()
+                    out[method][key] = values
     return out or None
 
 
@@ -313,7 +318,7 @@ def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: 
     row = [backbone, method]
     for metric, label, plus in columns:
         if seeds is not None and label in seeds:
-            values = seeds[label]
+            values = finished_seeds(seeds[label])
             spread = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
             row.append(f"{np.mean(values):.4f}{spread}{marks.get((method, label), {}).get('mark', '')}")
             continue
@@ -326,8 +331,8 @@ def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: 
     row.append(_best_config_text(cell))
     searched = cell[cell[REPLICATE_COLUMN].isna()] if REPLICATE_COLUMN in cell else cell
     counts = searched["status"].value_counts().to_dict()
-    row.append(f"{counts.get('completed', 0)}/{len(searched)}" + (f", {len(seeds[next(iter(seeds))])} seeds"
-                                                                    if seeds else ""))
+    row.append(f"{counts.get('completed', 0)}/{len(searched)}"
+               + (f", {len(finished_seeds(seeds[next(iter(seeds))]))} seeds" if seeds else ""))
     return "| " + " | ".join(row) + " |"
 
 

@@ -67,7 +67,7 @@ def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | No
                 continue
             a, b = np.asarray(mine[metric]), np.asarray(ref[metric])
             if by_seed:
-                a, b = a[:min(len(a), len(b))], b[:min(len(a), len(b))]
+                a, b = seed_pairs(a, b)
             if len(a) != len(b):
                 continue
             mask = np.ones(len(a), dtype=bool)
@@ -137,13 +137,28 @@ def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[
     return means, counts
 
 
+def seed_pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Two methods' test values per seed index (NaN where a seed has no finished run), cut to the
+    seed indices both have: the pairs of a test across seeds."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n = min(len(a), len(b))
+    both = np.isfinite(a[:n]) & np.isfinite(b[:n])
+    return a[:n][both], b[:n][both]
+
+
+def finished_seeds(values) -> np.ndarray:
+    """The values of the seeds that finished (a per-seed-index vector less its NaN gaps)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
 def across_seed_vectors(per_seed: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]] | None:
-    """``per_seed``: method → {metric: test value per seed index}.  The methods' vectors for
-    :func:`significance_marks` with ``by_seed=True`` (each pair of methods compared over the seeds
-    both have: a method still short of seeds does not shorten the others' tests), or None when
-    fewer than two methods have two seeds or more."""
+    """``per_seed``: method → {metric: test value per seed index, NaN where that seed has no finished
+    run}.  The methods' vectors for :func:`significance_marks` with ``by_seed=True`` (each pair of
+    methods compared over the seed indices both have: a method still short of seeds does not
+    shorten the others' tests), or None when fewer than two methods have two seeds or more."""
     vectors = {m: {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
                for m, metrics in (per_seed or {}).items() if metrics}
-    if sum(len(next(iter(v.values()))) >= 2 for v in vectors.values()) < 2:
+    if sum(len(finished_seeds(next(iter(v.values())))) >= 2 for v in vectors.values()) < 2:
         return None
     return vectors

@@ -23,7 +23,8 @@ import pandas as pd
 from csrec.methods.config import METHODS
 from csrec.report.paper import PAPER_TABLE3
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
-from csrec.report.stats import across_seed_vectors, ALPHA, significance_marks, significantly_better
+from csrec.report.stats import (ALPHA, across_seed_vectors, finished_seeds, seed_pairs, significance_marks,
+                                 significantly_better)
 
 
 @dataclass
@@ -219,7 +220,7 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                 for metric, _ in metrics:
                     value = None
                     if seeded is not None and metric in seeded:
-                        values = seeded[metric]
+                        values = finished_seeds(seeded[metric])
                         mark = marks.get((backbone, method, metric), {}).get("mark", "")
                         cells.append(Cell(float(np.mean(values)), mark=mark,
                                           std=float(np.std(values, ddof=1)) if len(values) > 1 else None,
@@ -282,18 +283,20 @@ def seed_noise_paragraph(dataset: str, backbone: str, per_seed: dict[str, dict[s
     vectors = across_seed_vectors({m: v for m, v in per_seed.items() if metric in v})
     if vectors is None:
         return None
-    seeds = {m: len(v[metric]) for m, v in vectors.items()}
-    n = seeds.get("base", max(seeds.values()))
+    seeds = {m: len(finished_seeds(v[metric])) for m, v in vectors.items()}
+    n = seeds["base"] if seeds.get("base", 0) >= 2 else max(seeds.values())
     parts, beyond = [], []
     for reference in ("base", "softrec"):
         if reference not in vectors:
             continue
         gains = []
         for method in sorted(vectors, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
-            common = min(seeds[method], seeds[reference])
-            if method in (reference, "base") or common < 2:
+            if method in (reference, "base"):
                 continue
-            mine, theirs = vectors[method][metric][:common], vectors[reference][metric][:common]
+            mine, theirs = seed_pairs(vectors[method][metric], vectors[reference][metric])
+            common = len(mine)
+            if common < 2:
+                continue
             diff = 100 * (mine - theirs)
             better, p = significantly_better(mine, theirs)
             gains.append(f"{method_label(method)} {round(diff.mean(), 2) + 0.0:+.2f} ± {diff.std(ddof=1):.2f} "

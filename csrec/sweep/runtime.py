@@ -134,6 +134,10 @@ def cluster_gpus() -> float:
 
 
 def node_id() -> str:
+    """This process's Ray node, or "" outside Ray (never starts a Ray instance, as
+    ``ray.get_runtime_context()`` would)."""
+    if not ray.is_initialized():
+        return ""
     try:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - outside Ray

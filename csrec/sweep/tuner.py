@@ -221,7 +221,8 @@ class _TrialLines(ray_tune.Callback):
             self._print_notes(trials)
 
     def on_experiment_end(self, trials, **info):
-        self._print_notes(trials, wait_s=5.0)  # the notes of the last seconds
+        for _ in range(2):  # an earlier request's answer, then the notes of the last seconds
+            self._print_notes(trials, wait_s=5.0)
 
     def _print_notes(self, trials, wait_s: float = 0.0) -> None:
         """Ask the driver's registry for new notes, or print the answer to an earlier request once it
@@ -459,20 +460,27 @@ def _with_replicates(config: SweepConfig, result: SweepResult, trainable, base: 
     params = dict(result.best_config or {})
     record = exp_path / REPLICATES_FILE
     recorded = json.loads(record.read_text()).get("params") if record.is_file() else None
-    if recorded is not None and recorded != json.loads(json.dumps(params)):
+    unrecorded = recorded is None and ray_tune.Tuner.can_restore(str(exp_path))
+    if unrecorded or (recorded is not None and recorded != json.loads(json.dumps(params))):
         # Seeds of a configuration no longer chosen (e.g. started by an older csrec before its search
-        # had finished): kept aside, not deleted, and not continued under another configuration.
+        # had finished), or of one nobody recorded: kept aside, not deleted, never continued under
+        # another configuration.
         stale = exp_path.with_name(f"{exp_path.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         exp_path.rename(stale)
-        print(f"  {_cell_label(config)}/seeds  {exp_path.name} held the seeds of {recorded}, not of the "
-              f"configuration chosen now; moved to {stale.name}", flush=True)
+        held = "seeds of no recorded configuration" if unrecorded else f"the seeds of {recorded}"
+        print(f"  {_cell_label(config)}/seeds  {exp_path.name} held {held}, not of the configuration chosen "
+              f"now; moved to {stale.name}", flush=True)
+        if config.resume is True:  # nothing left to resume: these seeds start afresh
+            config = dataclasses.replace(config, resume="auto")
     with _tune_output(config.verbose):
         tuner = _tuner(config, trainable, base, resources, storage, exp_path, replicate_of=params)
         # Recorded before the seeds start, so an interrupted run's seeds stay tied to their configuration.
         write_atomic(record, json.dumps({"params": params}, sort_keys=True))
         fitted = tuner.fit()
     frame = trials_frame(fitted, exp_path, **labels)
-    frame[REPLICATE] = pd.to_numeric(frame.pop(f"config/{REPLICATE}"), errors="coerce").astype("Int64")
+    replicate = pd.to_numeric(frame.pop(f"config/{REPLICATE}"), errors="coerce")
+    # A trial that never started may carry no configuration: it is simply not done (see ``done``).
+    frame = frame[replicate.notna()].assign(**{REPLICATE: replicate[replicate.notna()].astype(int)})
     done = bool((frame["status"] == "completed").all()) and len(frame) == config.seeds - 1
     trials = pd.concat([result.trials.assign(**{REPLICATE: None}), frame], ignore_index=True)
     return dataclasses.replace(result, trials=trials, trials_run=result.trials_run + len(frame),

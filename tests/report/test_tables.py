@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from csrec.report.tables import seed_noise_paragraph
@@ -53,3 +54,34 @@ def test_marks_across_seeds_pair_each_method_over_the_seeds_both_have():
     assert marks["csrec-m"]["mark"] == marks["csrec-d"]["mark"] == "*"
     assert np.isnan(marks["csrec-t"]["p_vs_base"]) and marks["csrec-t"]["mark"] == ""  # one seed: no test
     assert across_seed_vectors({"base": per_seed["base"], "csrec-t": per_seed["csrec-t"]}) is None
+
+
+def test_seeds_pair_by_seed_index_across_gaps_and_base_short_of_seeds():
+    """A seed that has not finished (NaN at its index) leaves a gap: the others pair by index, not
+    by position; the header counts Base's seeds only when Base has several."""
+    from csrec.report.stats import across_seed_vectors, significance_marks
+
+    nan = float("nan")
+    per_seed = {"base": {"recall@10": np.array([0.160, nan, 0.165])},      # seed 1 not finished
+                "csrec-m": {"recall@10": np.array([0.181, 0.150, 0.190])}}
+    marks = significance_marks(across_seed_vectors(per_seed), "recall@10", by_seed=True)
+    p = stats.ttest_rel([0.181, 0.190], [0.160, 0.165]).pvalue
+    assert marks["csrec-m"]["p_vs_base"] == pytest.approx(p)
+    text = seed_noise_paragraph("lastfm", "gru4rec", per_seed)
+    assert f"CSRec-M +2.30 ± 0.28 (p = {p:.2g})" in text and text.startswith("**GRU4Rec on Last.FM, 2 seeds.**")
+    alone = {"base": {"recall@10": np.array([0.160])}, "softrec": {"recall@10": np.array([0.17, 0.18, 0.19])},
+             "csrec-m": {"recall@10": np.array([0.18, 0.19, 0.20])}}
+    assert seed_noise_paragraph("lastfm", "gru4rec", alone).startswith("**GRU4Rec on Last.FM, 3 seeds.**")
+
+
+def test_seed_values_put_each_run_at_its_seed_index():
+    """A replicate that has not finished leaves NaN at its index (csrec.report.outputs.seed_values)."""
+    import pandas as pd
+
+    from csrec.report.outputs import seed_values
+
+    rows = pd.DataFrame({"method": ["base"] * 4, "replicate": [None, 1, 2, 3],
+                         "status": ["completed", "completed", "error", "completed"], "is_best": [True, False, False, False],
+                         "test/recall@10": [0.1, 0.2, None, 0.4]})
+    values = seed_values(rows, {"recall@10": "test/recall@10"})["base"]["recall@10"]
+    assert values[[0, 1, 3]].tolist() == [0.1, 0.2, 0.4] and np.isnan(values[2])

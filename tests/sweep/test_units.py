@@ -300,6 +300,9 @@ def test_a_trial_reports_its_teachers_progress_as_notes(tmp_path):
         assert waiting.wait(timeout=120)
     worker.join(timeout=120)
     assert not worker.is_alive()
+    import ray
+
+    assert not ray.is_initialized()  # training teachers outside a sweep starts no Ray instance
     events = [(n["teacher"], n["event"]) for n in notes]
     one, two = first.describe(), second.describe()
     assert events == [(one, "started"), (one, "epoch"), (one, "done"), (two, "waiting"),
@@ -329,3 +332,15 @@ def test_teacher_progress_that_cannot_be_sent_never_stops_training():
     on_epoch(dataclasses.make_dataclass("Log", ["epoch", "best_value", "best_epoch"])(1, 0.1, 1))
     progress.done("gru4rec seed 1000", 1.0, 0.1)
     assert len(calls) == 1
+
+
+def test_trial_lines_pickle_without_a_request_in_flight():
+    """Tune pickles its callbacks with the Tuner: a pending request for notes is never part of it."""
+    import pickle
+
+    from csrec.sweep.tuner import _TrialLines
+
+    lines = _TrialLines("lastfm/gru4rec/csrec-m", epochs=100)
+    lines._pending = threading.Lock()  # stands for an ObjectRef: not picklable
+    clone = pickle.loads(pickle.dumps(lines))
+    assert clone._pending is None and clone.cell == lines.cell and lines._pending is not None
