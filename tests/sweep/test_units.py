@@ -295,14 +295,15 @@ def test_a_trial_reports_its_teachers_progress_as_notes(tmp_path):
                               kwargs={"progress": progress})
     # The second teacher is being trained elsewhere (its lock is held here) until ensure_teachers,
     # having trained the first, says it waits for it; then it gets the lock and trains it itself.
+    import ray
+
+    ray_before = ray.is_initialized()  # (other tests of the session may have connected this process)
     with file_lock(pool / "locks" / f"{second.key(data.fingerprint, config.train)}.lock"):
         worker.start()
         assert waiting.wait(timeout=120)
     worker.join(timeout=120)
     assert not worker.is_alive()
-    import ray
-
-    assert not ray.is_initialized()  # training teachers outside a sweep starts no Ray instance
+    assert ray.is_initialized() == ray_before  # training teachers outside a sweep starts no Ray instance
     events = [(n["teacher"], n["event"]) for n in notes]
     one, two = first.describe(), second.describe()
     assert events == [(one, "started"), (one, "epoch"), (one, "done"), (two, "waiting"),
