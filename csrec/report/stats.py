@@ -48,7 +48,7 @@ def significantly_better(a, b, alpha: float = ALPHA) -> tuple[bool, float]:
 
 def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None,
                        by_seed: bool = False) -> dict[str, dict]:
-    """{method: {"mark": "*†", "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone).
+    """{method: {"mark": "*†", "p_vs_base": p, "pairs_vs_base": n, ...}} for one (dataset, backbone).
 
     ``vectors``: method → per-sequence vectors (``metric`` and ``test_positive``); ``mask_key``
     restricts the pairs to the sequences where that boolean vector is True (the + columns).
@@ -75,6 +75,7 @@ def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | No
                 mask = np.asarray(mine[mask_key], dtype=bool) & np.asarray(ref[mask_key], dtype=bool)
             better, p = significantly_better(a[mask], b[mask])
             entry[f"p_vs_{reference}"] = p
+            entry[f"pairs_vs_{reference}"] = int(mask.sum())  # sequences, or seeds both have
             if better:
                 entry["mark"] += symbol
         out[method] = entry

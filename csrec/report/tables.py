@@ -208,6 +208,8 @@ def main_table(run: Run, kind: str = "table3") -> Table:
                         "table": kind, "dataset": dataset, "backbone": backbone, "method": method, "metric": label,
                         "p_vs_base": entry.get("p_vs_base", math.nan),
                         "p_vs_softrec": entry.get("p_vs_softrec", math.nan), "mark": entry["mark"],
+                        "pairs_vs_base": entry.get("pairs_vs_base", 0),
+                        "pairs_vs_softrec": entry.get("pairs_vs_softrec", 0),
                         "paired_over": test_name,
                     })
         table.block_starts.add(len(table.rows))

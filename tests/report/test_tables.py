@@ -66,7 +66,7 @@ def test_seeds_pair_by_seed_index_across_gaps_and_base_short_of_seeds():
                 "csrec-m": {"recall@10": np.array([0.181, 0.150, 0.190])}}
     marks = significance_marks(across_seed_vectors(per_seed), "recall@10", by_seed=True)
     p = stats.ttest_rel([0.181, 0.190], [0.160, 0.165]).pvalue
-    assert marks["csrec-m"]["p_vs_base"] == pytest.approx(p)
+    assert marks["csrec-m"]["p_vs_base"] == pytest.approx(p) and marks["csrec-m"]["pairs_vs_base"] == 2
     text = seed_noise_paragraph("lastfm", "gru4rec", per_seed)
     assert f"CSRec-M +2.30 ± 0.28 (p = {p:.2g})" in text and text.startswith("**GRU4Rec on Last.FM, 2 seeds.**")
     alone = {"base": {"recall@10": np.array([0.160])}, "softrec": {"recall@10": np.array([0.17, 0.18, 0.19])},
