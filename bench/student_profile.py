@@ -136,7 +136,9 @@ def main() -> None:
     body += (f"\n\n{args.backbone} student, batches of 64 sub-sessions, β 0.5, T 3, factored store of m untrained "
              f"teachers (logit-mean ensemble); CPU milliseconds per batch (process time), median of {args.rounds} passes after a warm-up "
              "pass, the variants' passes alternating.  \"soft-label read\" is the teachers' joint logit product plus "
-             "its tempered softmax, computed chunk by chunk inside the fused loss; \"loss forward\" is the rest of "
+             "its tempered softmax, computed chunk by chunk inside the fused loss, or, where every row's soft label "
+             "fits in SoftLabelLoss's cache (TrainConfig.soft_label_cache_gib, 1 GiB: Last.FM, not Yelp), the "
+             "lookup of the batch's rows (the cache is built in the warm-up pass); \"loss forward\" is the rest of "
              "the fused loss (student softmax, cross-entropies and the gradient it keeps for the backward; Σ r log r "
              "cached, as in training), for Base the same fused function without teachers.")
     write_result(args.output, "Soft-label student step, phase by phase", body)
