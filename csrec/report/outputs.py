@@ -24,7 +24,7 @@ import pandas as pd
 from csrec.atomic import atomic_path, write_atomic
 from csrec.methods.config import METHODS, SYMBOLS
 from csrec.metrics import ndcg_at_k, recall_at_k
-from csrec.report.stats import ALPHA, across_seed_vectors, finished_seeds, significance_marks
+from csrec.report.stats import ALPHA, finished_seeds, significance_marks
 from csrec.search.selection import REPLICATE_COLUMN, seed_rows
 
 #: The model file of a trial's best-epoch student in its trial directory (``csrec.artifacts`` format).
@@ -231,13 +231,17 @@ def _has_ratings(vectors: dict) -> bool:
     return bool(positive.any() and not positive.all())
 
 
-def significance(best: dict[tuple, dict], dataset: str, backbone: str) -> dict[tuple[str, str], dict]:
-    """{(method, column label): {"mark": str, "p_vs_base": p, "p_vs_softrec": p}} for one (dataset, backbone):
-    :func:`csrec.report.stats.significance_marks` per column, the test behind the report's tables too."""
+def significance(best: dict[tuple, dict], dataset: str, backbone: str,
+                 per_seed: dict[str, dict[str, np.ndarray]] | None = None) -> dict[tuple[str, str], dict]:
+    """{(method, column label): {"mark": str, "p_vs_base": p, "p_vs_softrec": p, ...}} for one (dataset,
+    backbone): :func:`csrec.report.stats.significance_marks` per column, the test behind the report's
+    tables too.  ``per_seed``: method → {column label: test value per seed index} (:func:`seed_values`)
+    where cells ran seeds; a pair of methods sharing two seeds is then tested across seeds."""
     vectors = {m: v for (d, b, m), v in best.items() if (d, b) == (dataset, backbone)}
     out: dict = {}
     for metric, label, plus in COLUMNS:
-        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None).items():
+        seeds = {m: v[label] for m, v in (per_seed or {}).items() if label in v}
+        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None, seeds).items():
             out[(method, label)] = entry
     return out
 
@@ -257,7 +261,8 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
     if REPLICATE_COLUMN in results and results[REPLICATE_COLUMN].notna().any():
         lines[-1] += (" Where the cells ran several seeds (`--seeds N`: the configuration chosen on validation "
                       "trained again with each seed, teachers included), a cell shows the mean ± std over seeds, and "
-                      "the marks of its backbone come from the same test paired across seeds instead of sequences.")
+                      "a mark comes from the same test paired across the seeds both methods ran, instead of sequences, "
+                      "wherever the two share two seeds or more.")
     for dataset in sorted(results["dataset"].unique()):
         sub = results[results["dataset"] == dataset]
         ratings = any(_has_ratings(v) for (d, _, _), v in best.items() if d == dataset)
@@ -270,8 +275,7 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
         for backbone in sorted(sub["backbone"].unique()):
             rows = sub[sub["backbone"] == backbone]
             per_seed = seed_values(rows, {label: test_column(metric, plus) for metric, label, plus in columns})
-            marks = (seed_marks(per_seed) if across_seed_vectors(per_seed or {}) is not None
-                     else significance(best, dataset, backbone))
+            marks = significance(best, dataset, backbone, per_seed)
             for method in [m for m in METHODS if m in set(rows["method"])]:
                 cell = rows[rows["method"] == method]
                 lines.append(_table_row(cell, best.get((dataset, backbone, method)), backbone, method, columns, marks,
@@ -300,17 +304,6 @@ def seed_values(rows: pd.DataFrame, columns: dict[str, str]) -> dict[str, dict[s
                     values[index] = seeded[column].astype(float).to_numpy()
                     out[method][key] = values
     return out or None
-
-
-def seed_marks(per_seed: dict | None) -> dict[tuple[str, str], dict]:
-    """{(method, key): mark entry} from the paired t-test across seeds (empty below 2 common seeds)."""
-    vectors = across_seed_vectors(per_seed or {})
-    out: dict = {}
-    keys = sorted({k for v in (vectors or {}).values() for k in v})
-    for key in keys:
-        for method, entry in significance_marks(vectors, key, by_seed=True).items():
-            out[(method, key)] = entry
-    return out
 
 
 def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: str, columns, marks,

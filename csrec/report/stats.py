@@ -3,10 +3,11 @@
 Significance (Tables 3–4): a method's best trial against Base's and SoftRec's best trials of the
 same (dataset, backbone), by a two-sided paired t-test over the test sequences
 (``scipy.stats.ttest_rel``; the + columns pair the positively rated test sequences only).  A
-mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.  When the cells ran
-several seeds (``--seeds N``), the same test pairs the per-seed test metrics by seed index instead,
-over the seeds both methods have (:func:`across_seed_vectors`): it asks whether the gain holds
-beyond seed noise, which one seed's per-sequence test cannot.
+mark means p < 0.05 *and* a higher mean: ``*`` vs Base, ``†`` vs SoftRec.  When both methods of
+a pair ran several seeds (``--seeds N``), the same test pairs their per-seed test metrics by seed
+index instead, over the seeds both have (:func:`seed_pairs`): it asks whether the gain holds
+beyond seed noise, which one seed's per-sequence test cannot.  A pair with fewer than two common
+seeds falls back to the per-sequence test; each entry says which test it used.
 """
 
 from __future__ import annotations
@@ -47,39 +48,58 @@ def significantly_better(a, b, alpha: float = ALPHA) -> tuple[bool, float]:
 
 
 def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None,
-                       by_seed: bool = False) -> dict[str, dict]:
-    """{method: {"mark": "*†", "p_vs_base": p, "pairs_vs_base": n, ...}} for one (dataset, backbone).
+                       seeds: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """{method: {"mark": "*†", "p_vs_base": p, "pairs_vs_base": n, "paired_over_vs_base": "seeds", ...}} for
+    one (dataset, backbone).
 
-    ``vectors``: method → per-sequence vectors (``metric`` and ``test_positive``); ``mask_key``
-    restricts the pairs to the sequences where that boolean vector is True (the + columns).
-    Methods other than Base are tested against Base; those other than SoftRec also against SoftRec.
-    ``by_seed``: the vectors are per seed index (:func:`across_seed_vectors`) and each pair of
-    methods is compared over the seeds both have.
+    ``vectors``: method → per-sequence vectors (``metric`` and ``test_positive``) of its best trial;
+    ``mask_key`` restricts those pairs to the sequences where that boolean vector is True (the +
+    columns).  ``seeds``: method → this metric's test value per seed index (NaN where a seed has no
+    finished run), for the methods that ran seed replicates.  Methods other than Base are tested
+    against Base, those other than SoftRec also against SoftRec: across the seeds both have when
+    they share two or more, otherwise across the test sequences.
     """
+    seeds = seeds or {}
     out: dict[str, dict] = {}
-    for method, mine in vectors.items():
-        if method == "base" or metric not in mine:
+    for method in dict.fromkeys([*vectors, *seeds]):
+        if method == "base":
             continue
         entry: dict = {"mark": ""}
         for reference, symbol in MARKS:
-            ref = vectors.get(reference)
-            if reference == method or ref is None or metric not in ref:
+            if reference == method:
                 continue
-            a, b = np.asarray(mine[metric]), np.asarray(ref[metric])
-            if by_seed:
-                a, b = seed_pairs(a, b)
-            if len(a) != len(b):
+            test = _pair(vectors, seeds, method, reference, metric, mask_key)
+            if test is None:
                 continue
-            mask = np.ones(len(a), dtype=bool)
-            if mask_key is not None:
-                mask = np.asarray(mine[mask_key], dtype=bool) & np.asarray(ref[mask_key], dtype=bool)
-            better, p = significantly_better(a[mask], b[mask])
+            a, b, over = test
+            better, p = significantly_better(a, b)
             entry[f"p_vs_{reference}"] = p
-            entry[f"pairs_vs_{reference}"] = int(mask.sum())  # sequences, or seeds both have
+            entry[f"pairs_vs_{reference}"] = len(a)  # sequences, or seeds both have
+            entry[f"paired_over_vs_{reference}"] = over
             if better:
                 entry["mark"] += symbol
-        out[method] = entry
+        if len(entry) > 1 or method in vectors and metric in vectors[method]:
+            out[method] = entry
     return out
+
+
+def _pair(vectors: dict, seeds: dict, method: str, reference: str, metric: str, mask_key: str | None):
+    """(method's values, reference's values, "seeds" | "sequences") for one test, or None when the two
+    share neither two seeds nor per-sequence vectors of ``metric``."""
+    if method in seeds and reference in seeds:
+        a, b = seed_pairs(seeds[method], seeds[reference])
+        if len(a) >= 2:
+            return a, b, "seeds"
+    mine, ref = vectors.get(method), vectors.get(reference)
+    if mine is None or ref is None or metric not in mine or metric not in ref:
+        return None
+    a, b = np.asarray(mine[metric]), np.asarray(ref[metric])
+    if len(a) != len(b):
+        return None
+    mask = np.ones(len(a), dtype=bool)
+    if mask_key is not None:
+        mask = np.asarray(mine[mask_key], dtype=bool) & np.asarray(ref[mask_key], dtype=bool)
+    return a[mask], b[mask], "sequences"
 
 
 # --- popularity groups (Fig. 1 / 4) -----------------------------------------------------------------
@@ -155,9 +175,9 @@ def finished_seeds(values) -> np.ndarray:
 
 def across_seed_vectors(per_seed: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]] | None:
     """``per_seed``: method → {metric: test value per seed index, NaN where that seed has no finished
-    run}.  The methods' vectors for :func:`significance_marks` with ``by_seed=True`` (each pair of
-    methods compared over the seed indices both have: a method still short of seeds does not
-    shorten the others' tests), or None when fewer than two methods have two seeds or more."""
+    run}.  The methods' vectors as float arrays (each pair of methods is compared over the seed
+    indices both have, :func:`seed_pairs`: a method still short of seeds does not shorten the
+    others' tests), or None when fewer than two methods have two seeds or more."""
     vectors = {m: {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
                for m, metrics in (per_seed or {}).items() if metrics}
     if sum(len(finished_seeds(next(iter(v.values())))) >= 2 for v in vectors.values()) < 2:

@@ -23,7 +23,7 @@ import pandas as pd
 from csrec.methods.config import METHODS
 from csrec.report.paper import PAPER_TABLE3
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
-from csrec.report.stats import (ALPHA, across_seed_vectors, finished_seeds, seed_pairs, significance_marks,
+from csrec.report.stats import (ALPHA, MARKS, across_seed_vectors, finished_seeds, seed_pairs, significance_marks,
                                  significantly_better)
 
 
@@ -195,22 +195,16 @@ def main_table(run: Run, kind: str = "table3") -> Table:
         for backbone in backbones:
             vectors = {m: run.best[(dataset, backbone, m)] for m in methods if (dataset, backbone, m) in run.best}
             seeds[backbone] = run.seed_values(dataset, backbone, {metric: columns[metric] for metric, _ in metrics})
-            across = across_seed_vectors(seeds[backbone] or {})
-            if across is not None:
-                vectors, mask_key_here, test_name = across, None, "seeds"
-            else:
-                mask_key_here, test_name = mask_key, "sequences"
             for metric, label in metrics if not negative else []:
-                for method, entry in significance_marks(vectors, metric, mask_key_here,
-                                                        by_seed=across is not None).items():
+                per_seed = {m: v[metric] for m, v in (seeds[backbone] or {}).items() if metric in v}
+                for method, entry in significance_marks(vectors, metric, mask_key, seeds=per_seed).items():
                     marks[(backbone, method, metric)] = entry
                     table.significance.append({
                         "table": kind, "dataset": dataset, "backbone": backbone, "method": method, "metric": label,
-                        "p_vs_base": entry.get("p_vs_base", math.nan),
-                        "p_vs_softrec": entry.get("p_vs_softrec", math.nan), "mark": entry["mark"],
-                        "pairs_vs_base": entry.get("pairs_vs_base", 0),
-                        "pairs_vs_softrec": entry.get("pairs_vs_softrec", 0),
-                        "paired_over": test_name,
+                        **{f"{field}_vs_{reference}": entry.get(f"{field}_vs_{reference}", empty)
+                           for field, empty in (("p", math.nan), ("pairs", 0), ("paired_over", ""))
+                           for reference, _ in MARKS},
+                        "mark": entry["mark"],
                     })
         table.block_starts.add(len(table.rows))
         for i, method in enumerate(methods):
@@ -263,8 +257,9 @@ def main_table(run: Run, kind: str = "table3") -> Table:
     if seeded:
         table.notes.append(
             f"Cells with ± are the mean ± standard deviation over {', '.join(map(str, seeded))} seeds (the configuration "
-            "chosen on validation trained again per seed, its teachers too); for their backbone the marks come from "
-            "the same t-test paired across seeds (significance.csv: paired_over = seeds) instead of sequences.")
+            "chosen on validation trained again per seed, its teachers too); their marks come from the same t-test "
+            "paired across the seeds both methods ran (significance.csv: paired_over_vs_base / _vs_softrec = seeds) "
+            "instead of sequences, wherever the two share two seeds or more.")
     if untested:
         table.notes.append("Not tested (no per-sequence test vectors of the best trial, so no mark either way): "
                            + ", ".join(sorted(untested)) + ".")

@@ -74,7 +74,8 @@ def test_table3_values_bold_and_marks(fake_run, fake_report):
     entry = sig[(sig["table"] == "table3") & (sig["method"] == "csrec-m") & (sig["backbone"] == "gru4rec")
                 & (sig["metric"] == "RC (%)")].iloc[0]
     assert entry["p_vs_base"] < 0.05 and entry["p_vs_softrec"] < 0.05
-    assert entry["paired_over"] == "sequences" and entry["pairs_vs_base"] == entry["pairs_vs_softrec"] > 0
+    assert entry["paired_over_vs_base"] == entry["paired_over_vs_softrec"] == "sequences"
+    assert entry["pairs_vs_base"] == entry["pairs_vs_softrec"] > 0
 
 
 def test_table4_pairs_only_positive_sequences(fake_run, fake_report):

@@ -43,28 +43,41 @@ def test_seed_noise_paragraph_pairs_by_seed_and_marks_only_gains_beyond_noise():
 
 
 def test_marks_across_seeds_pair_each_method_over_the_seeds_both_have():
-    """A method still short of seeds neither loses its marks nor shortens the others' tests."""
+    """A method still short of seeds neither loses its marks nor shortens the others' tests; one
+    with a single seed is tested over the test sequences instead, and says so."""
     from csrec.report.stats import across_seed_vectors, significance_marks
 
-    per_seed = {"base": {"recall@10": [0.160, 0.170, 0.165]}, "csrec-m": {"recall@10": [0.181, 0.190, 0.186]},
-                "csrec-d": {"recall@10": [0.190, 0.200]}, "csrec-t": {"recall@10": [0.2]}}
-    marks = significance_marks(across_seed_vectors(per_seed), "recall@10", by_seed=True)
+    per_seed = {"base": [0.160, 0.170, 0.165], "csrec-m": [0.181, 0.190, 0.186], "csrec-d": [0.190, 0.200],
+                "csrec-t": [0.2]}
+    marks = significance_marks({}, "recall@10", seeds=per_seed)
     assert marks["csrec-m"]["p_vs_base"] == stats.ttest_rel([0.181, 0.190, 0.186], [0.160, 0.170, 0.165]).pvalue
     assert marks["csrec-d"]["p_vs_base"] == 0.0  # (+3.0, +3.0) over the first 2 seeds: zero spread → p 0
     assert marks["csrec-m"]["mark"] == marks["csrec-d"]["mark"] == "*"
-    assert np.isnan(marks["csrec-t"]["p_vs_base"]) and marks["csrec-t"]["mark"] == ""  # one seed: no test
-    assert across_seed_vectors({"base": per_seed["base"], "csrec-t": per_seed["csrec-t"]}) is None
+    assert marks["csrec-m"]["paired_over_vs_base"] == "seeds" and marks["csrec-m"]["pairs_vs_base"] == 3
+    assert "csrec-t" not in marks  # one seed and no per-sequence vectors: no test at all
+    assert across_seed_vectors({"base": {"r": per_seed["base"]}, "csrec-t": {"r": per_seed["csrec-t"]}}) is None
+
+    # With the best trials' per-sequence vectors, the one-seed method is tested over the sequences.
+    rng = np.random.default_rng(0)
+    base = rng.random(300)
+    sequences = {"base": {"recall@10": base}, "csrec-m": {"recall@10": base + 0.01},
+                 "csrec-t": {"recall@10": base + 0.05 + rng.normal(0, 0.01, 300)}}
+    mixed = significance_marks(sequences, "recall@10", seeds=per_seed)
+    assert mixed["csrec-t"]["paired_over_vs_base"] == "sequences" and mixed["csrec-t"]["pairs_vs_base"] == 300
+    assert mixed["csrec-t"]["p_vs_base"] == stats.ttest_rel(sequences["csrec-t"]["recall@10"], base).pvalue
+    assert mixed["csrec-t"]["mark"] == "*"
+    assert mixed["csrec-m"] == marks["csrec-m"]  # two shared seeds or more: the seeds decide
 
 
 def test_seeds_pair_by_seed_index_across_gaps_and_base_short_of_seeds():
     """A seed that has not finished (NaN at its index) leaves a gap: the others pair by index, not
     by position; the header counts Base's seeds only when Base has several."""
-    from csrec.report.stats import across_seed_vectors, significance_marks
+    from csrec.report.stats import significance_marks
 
     nan = float("nan")
     per_seed = {"base": {"recall@10": np.array([0.160, nan, 0.165])},      # seed 1 not finished
                 "csrec-m": {"recall@10": np.array([0.181, 0.150, 0.190])}}
-    marks = significance_marks(across_seed_vectors(per_seed), "recall@10", by_seed=True)
+    marks = significance_marks({}, "recall@10", seeds={m: v["recall@10"] for m, v in per_seed.items()})
     p = stats.ttest_rel([0.181, 0.190], [0.160, 0.165]).pvalue
     assert marks["csrec-m"]["p_vs_base"] == pytest.approx(p) and marks["csrec-m"]["pairs_vs_base"] == 2
     text = seed_noise_paragraph("lastfm", "gru4rec", per_seed)

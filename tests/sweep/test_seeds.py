@@ -40,13 +40,13 @@ def test_seeds_replicate_the_chosen_configuration_and_tables_show_their_spread(r
     summary = json.loads((run_dir / "summary.json").read_text())
     assert all(len(c["seeds"]["recall@10"]) == 3 and c["complete"] for c in summary["cells"])
     table = (run_dir / "table.md").read_text()
-    assert "paired across seeds" in table and table.count("3 seeds") == 3 and " ± " in table
+    assert "paired across the seeds" in table and table.count("3 seeds") == 3 and " ± " in table
     report = main_table(Run.load(run_dir), "table3")
     cells = [c for _, row in report.rows for c in row]
     recall = [np.mean(c["seeds"]["recall@10"]) for c in summary["cells"]]
     assert sorted(round(c.value, 6) for c in cells[::2]) == sorted(round(v, 6) for v in recall)
     assert all(c.std is not None for c in cells) and any("3 seeds" in n for n in report.notes)
-    assert {s["paired_over"] for s in report.significance} == {"seeds"}
+    assert {s[f"paired_over_vs_{r}"] for s in report.significance for r in ("base", "softrec")} - {""} == {"seeds"}
 
 
 def test_seeds_wait_for_a_finished_search_and_never_continue_another_configurations(ray_session, tmp_path, grid_main,
