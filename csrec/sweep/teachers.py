@@ -131,7 +131,9 @@ def ensure_teacher(
         if pool.has(spec, data, train):  # trained by whoever held the lock before us
             return dict(record, waited_s=waited)
         side = pool.get(spec.side, data, train).model if spec.robust else None
-        on_epoch = None if progress is None else progress.start(spec.describe(), train.epochs)
+        partial = pool.partial_path(key)
+        on_epoch = None if progress is None else progress.start(
+            spec.describe(), train.epochs, resumed=partial is not None and partial.is_file())
         teacher = pool.train(spec, data, dataclasses.replace(train, progress=False), side=side, on_epoch=on_epoch)
         if progress is not None:
             progress.done(spec.describe(), teacher.info["seconds"], teacher.info["valid"].get("ndcg@10"))
@@ -188,16 +190,20 @@ class TeacherProgress:
             warnings.warn(f"teacher progress not reported: {type(error).__name__}: {error}", stacklevel=2)
             self._send = None
 
-    def start(self, teacher: str, epochs: int):
-        """Note the start; returns the ``on_epoch`` callback for the teacher's training."""
+    def start(self, teacher: str, epochs: int, resumed: bool = False):
+        """Note the start (``resumed``: from the state an interrupted run saved); returns the
+        ``on_epoch`` callback for the teacher's training.  A resumed teacher's first epoch is noted
+        at once: it says where the training picked up."""
         started = last = self.clock()
-        self.send({"teacher": teacher, "event": "started", "epochs": epochs})
+        self.send({"teacher": teacher, "event": "started", "epochs": epochs, "resumed": resumed})
+        first = resumed
 
         def on_epoch(log) -> None:
-            nonlocal last
+            nonlocal last, first
             now = self.clock()
-            if now - last < self.every_s:
+            if now - last < self.every_s and not first:
                 return
+            first = False
             last = now
             self.send({"teacher": teacher, "event": "epoch", "epoch": log.epoch, "epochs": epochs,
                        "best": log.best_value, "best_epoch": log.best_epoch, "seconds": now - started})
@@ -217,7 +223,8 @@ def progress_line(note: dict) -> str:
     best = note.get("best")
     best = "–" if best is None else f"{best:.4f}"
     if event == "started":
-        return f"teacher {teacher}: training (at most {note.get('epochs', '–')} epochs)"
+        how = "resuming from the state an interrupted run saved" if note.get("resumed") else "training"
+        return f"teacher {teacher}: {how} (at most {note.get('epochs', '–')} epochs)"
     if event == "epoch":
         return (f"teacher {teacher}: epoch {note.get('epoch')}/{note.get('epochs')}  valid NDCG@10 best so far "
                 f"{best} (epoch {note.get('best_epoch')}), {note.get('seconds', 0.0):.0f}s")

@@ -317,6 +317,34 @@ def test_a_trial_reports_its_teachers_progress_as_notes(tmp_path):
     assert progress_line(notes[3]) == f"teacher {two}: waiting, being trained elsewhere"
 
 
+def test_a_teacher_resumed_from_an_interrupted_run_says_so_and_where_it_picked_up(tmp_path):
+    """The start note of a teacher whose partial state survives says it resumes, and its first
+    epoch after the saved one is noted at once, whatever every_s."""
+    from csrec.data import DataConfig
+    from csrec.experiment import make_config
+    from csrec.methods import TeacherPool, teacher_specs
+    from csrec.sweep.teachers import TeacherProgress, ensure_teachers, progress_line
+
+    config = make_config("synthetic", "gru4rec", "csrec-m", data=DataConfig(synthetic=SyntheticConfig(
+        n_users=60, n_items=30, n_clusters=3, mean_length=10)), epochs=3, patience=0, progress=False, device="cpu")
+    data = load_dataset(config.data, use_cache=False)
+    spec = teacher_specs(config)[0]
+    pool = tmp_path / "pool"
+
+    def interrupt(log):
+        raise KeyboardInterrupt  # after epoch 1's state is saved
+
+    with pytest.raises(KeyboardInterrupt):
+        TeacherPool(pool).train(spec, data, dataclasses.replace(config.train, progress=False), on_epoch=interrupt)
+    assert TeacherPool(pool).partial_path(spec.key(data.fingerprint, config.train)).is_file()
+    notes = []
+    ensure_teachers(pool, [spec], data, config.train,
+                    progress=TeacherProgress(notes.append, every_s=1e9, clock=lambda: 0.0))
+    assert [n["event"] for n in notes] == ["started", "epoch", "done"]
+    assert progress_line(notes[0]) == f"teacher {spec.describe()}: resuming from the state an interrupted run saved (at most 3 epochs)"
+    assert (notes[1]["epoch"], notes[1]["epochs"]) == (2, 3)
+
+
 def test_teacher_progress_that_cannot_be_sent_never_stops_training():
     """A receiver that fails (a driver of an older csrec) silences the notes after one warning."""
     from csrec.sweep.teachers import TeacherProgress
