@@ -19,7 +19,7 @@ from csrec.data.synthetic import SyntheticConfig
 from csrec.errors import ConfigError
 from csrec.experiment.protocol import PROTOCOLS
 from csrec.methods.config import METHODS
-from csrec.models import backbone_names
+from csrec.models import backbone_names, make_backbone_config
 from csrec.search.space import (
     ABLATIONS, BATCH_SIZE, PARAMS, SCHEDULES, SEARCHES, ablation_experiment, check_grid, expected_trials, grid_size, parse_ablations,
 )
@@ -172,6 +172,8 @@ class GridConfig:
     ``methods`` None: all five (an ablation then keeps all of its own methods).  ``ablations``:
     run the controlled sweeps of the sensitivity figures instead of the main grid.  ``overrides``:
     any DataConfig / TrainConfig / MethodConfig field for every cell (``--set`` and ``--smoke``'s data).
+    ``model``: backbone hyperparameters (``--model``), backbone → {field: value}; the key ``"*"``
+    applies to every backbone of the grid (each must have the field).
     ``resume``: continue the run in ``storage_path`` (a ConfigError when there is none);
     ``resume_or_start``: continue it, or start one there; ``fresh``: delete it first.
     """
@@ -195,6 +197,7 @@ class GridConfig:
     seed: int | None = None
     grace_period: int | None = None
     overrides: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     max_failures: int = 1
     address: str | None = None
@@ -213,6 +216,16 @@ class GridConfig:
         if self.search not in SEARCHES:
             raise ConfigError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
         _check_sweep_options(self)
+        unused = sorted(set(self.model) - {"*", *self.backbones})
+        if unused:
+            raise ConfigError(f"--model {unused[0]}.…: {unused[0]} is not among the grid's backbones "
+                              f"({', '.join(self.backbones)})")
+        for backbone in self.backbones:
+            try:
+                make_backbone_config(backbone, self.model_overrides(backbone))
+            except ConfigError as error:
+                hint = " (--model BACKBONE.KEY=VALUE sets it for one backbone only)" if self.model.get("*") else ""
+                raise ConfigError(f"--model: {error}{hint}") from None
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -239,6 +252,11 @@ class GridConfig:
             usable.append(name)
         return usable
 
+    def model_overrides(self, backbone: str) -> dict:
+        """The backbone hyperparameters of ``backbone``'s cells: ``--model KEY=VALUE`` for every
+        backbone, then ``--model BACKBONE.KEY=VALUE`` for this one."""
+        return {**self.model.get("*", {}), **self.model.get(backbone, {})}
+
     def cells(self, datasets=None) -> list[SweepConfig]:
         """Every cell this run sweeps: the main grid's, or (with ``ablations``) the ablation cells."""
         datasets = self.datasets if datasets is None else datasets
@@ -252,7 +270,7 @@ class GridConfig:
             dataset=dataset, backbone=backbone, method=method, storage_path=self.storage_path, epochs=self.epochs,
             seed=self.seed, teacher_pool=self.teacher_pool, resources=self.resources,
             resume="auto" if self.resume or self.resume_or_start else False, max_failures=self.max_failures, verbose=self.verbose,
-            protocol=self.protocol,
+            protocol=self.protocol, model=self.model_overrides(backbone) or None,
         )
         if ablation is None:
             return SweepConfig(search=self.search, num_samples=self.num_samples, grace_period=self.grace_period,
@@ -272,7 +290,7 @@ class GridConfig:
             value = inline if eq else (self.argv[i + 1] if i + 1 < len(self.argv) else None)
             if token == "--smoke":
                 out.append("--smoke")
-            elif name in CARRIED_OPTIONS and value is not None:
+            elif name in (*CARRIED_OPTIONS, "--model") and value is not None:
                 out += [name, value]
             elif name == "--set" and value is not None and "=" in value:
                 if value.partition("=")[0].strip().replace("-", "_") not in PARAMS:
@@ -300,6 +318,10 @@ class GridConfig:
         if args.smoke:
             overrides["synthetic"] = SyntheticConfig(**SMOKE_SYNTHETIC)
         overrides.update(parse_key_values(args.set, "--set"))
+        model: dict[str, dict] = {}
+        for key, value in parse_key_values(args.model, "--model").items():
+            backbone, dot, name = key.rpartition(".")
+            model.setdefault(backbone.strip().lower() if dot else "*", {})[name.strip()] = value
         try:
             ablations = tuple(parse_ablations(args.ablation))
         except ValueError as exc:
@@ -315,7 +337,7 @@ class GridConfig:
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
             teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
-            overrides=overrides, resources=resources, max_failures=args.max_failures, address=args.address,
+            overrides=overrides, model=model, resources=resources, max_failures=args.max_failures, address=args.address,
             num_cpus=args.num_cpus, verbose=args.verbose, argv=argv,
         )
 
@@ -413,6 +435,9 @@ def grid_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any DataConfig/TrainConfig/MethodConfig field (repeatable); a searched "
                              "parameter set here (e.g. num_teachers=2) is fixed")
+    parser.add_argument("--model", action="append", default=[], metavar="[BACKBONE.]KEY=VALUE",
+                        help="backbone hyperparameter (repeatable): for every backbone of the grid "
+                             "(e.g. --model embedding_dim=32), or for one (e.g. --model bert4rec.dropout=0.2)")
     parser.add_argument("--ablation", default=None, metavar="NAMES",
                         help="run the controlled sweeps of the sensitivity figures instead of the grid: "
                              "teachers (Fig. 6), ratio (Fig. 9), temperature (Fig. 7/8), expectation (Fig. 10), "

@@ -36,6 +36,21 @@ def test_grid_config_of_the_smoke_command_line():
     assert config.carried_argv() == ["--smoke", "--epochs", "3"]
 
 
+def test_grid_model_flags_set_backbone_hyperparameters_for_all_or_one_backbone():
+    """--model KEY=VALUE reaches every backbone's cells, --model BACKBONE.KEY=VALUE one backbone's;
+    a field a backbone lacks, or a backbone not in the grid, is a ConfigError naming it."""
+    config = GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec,bert4rec",
+                                   "--model", "embedding_dim=32", "--model", "bert4rec.attention-dropout=0.2"])
+    models = {c.backbone: c.model for c in config.cells()}
+    assert models == {"gru4rec": {"embedding_dim": 32}, "bert4rec": {"embedding_dim": 32, "attention_dropout": 0.2}}
+    assert config.carried_argv() == ["--model", "embedding_dim=32", "--model", "bert4rec.attention-dropout=0.2"]
+    assert GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec"]).cells()[0].model is None
+    with pytest.raises(ConfigError, match=r"attention_dropout for backbone 'gru4rec'.*BACKBONE\.KEY=VALUE"):
+        GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec,bert4rec", "--model", "attention_dropout=0.2"])
+    with pytest.raises(ConfigError, match="sasrec is not among the grid's backbones"):
+        GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec", "--model", "sasrec.dropout=0.1"])
+
+
 def test_sweep_config_checks_its_search():
     with pytest.raises(ValueError, match="unknown search"):
         SweepConfig(search="random")

@@ -124,9 +124,12 @@ def test_compact_copy_of_a_run_resumes_as_finished_on_another_machine(ray_sessio
     from csrec.report.tables import teacher_table
 
     argv = ["--smoke", "--backbones", "gru4rec", "--methods", "base,csrec-m", "--num-samples", "1",
-            "--epochs", "2", "--max-concurrent", "1", "--address", ray_session]
+            "--epochs", "2", "--max-concurrent", "1", "--address", ray_session, "--model", "gru4rec.embedding_dim=24"]
     original = tmp_path / "original"
     assert grid_main(argv + ["--storage-path", str(original)]) == 0
+    trial = json.loads((original / "best" / "synthetic__gru4rec__csrec-m.trial.json").read_text())
+    assert trial["config"]["model"]["embedding_dim"] == 24  # --model reaches the student ...
+    assert {t["spec"]["model"]["embedding_dim"] for t in trial["teachers"]} == {24}  # ... and its teachers
     copy = tmp_path / "copy"
     from csrec.report.cli import main as report_main
 
