@@ -94,7 +94,7 @@ def ablation_command(run: Run, ablation: str, dataset: str, backbones) -> str:
     """The exact ``sweeps/grid.py --ablation`` command that adds ``ablation`` to this run directory."""
     config = run.grid_config()
     words = ["python", "sweeps/grid.py", "--datasets", dataset, "--backbones", ",".join(backbones) or "all",
-             "--ablation", ablation, *(config.carried_argv() if config else []), "--storage-path",
+             "--ablation", ablation, *(config.carried_argv(list(backbones)) if config else []), "--storage-path",
              display_path(run.path), "--resume"]
     return shlex.join(words)
 

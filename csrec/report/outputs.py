@@ -241,7 +241,7 @@ def significance(best: dict[tuple, dict], dataset: str, backbone: str,
     out: dict = {}
     for metric, label, plus in COLUMNS:
         seeds = {m: v[label] for m, v in (per_seed or {}).items() if label in v}
-        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None, seeds).items():
+        for method, entry in significance_marks(vectors, metric, "test_positive" if plus else None, seeds=seeds).items():
             out[(method, label)] = entry
     return out
 

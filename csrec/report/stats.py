@@ -47,7 +47,7 @@ def significantly_better(a, b, alpha: float = ALPHA) -> tuple[bool, float]:
     return better, p
 
 
-def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None,
+def significance_marks(vectors: dict[str, dict], metric: str, mask_key: str | None = None, *,
                        seeds: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
     """{method: {"mark": "*†", "p_vs_base": p, "pairs_vs_base": n, "paired_over_vs_base": "seeds", ...}} for
     one (dataset, backbone).

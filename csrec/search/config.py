@@ -19,7 +19,7 @@ from csrec.data.synthetic import SyntheticConfig
 from csrec.errors import ConfigError
 from csrec.experiment.protocol import PROTOCOLS
 from csrec.methods.config import METHODS
-from csrec.models import backbone_names, make_backbone_config
+from csrec.models import backbone_class, backbone_names, build_backbone, make_backbone_config
 from csrec.search.space import (
     ABLATIONS, BATCH_SIZE, PARAMS, SCHEDULES, SEARCHES, ablation_experiment, check_grid, expected_trials, grid_size, parse_ablations,
 )
@@ -220,12 +220,16 @@ class GridConfig:
         if unused:
             raise ConfigError(f"--model {unused[0]}.…: {unused[0]} is not among the grid's backbones "
                               f"({', '.join(self.backbones)})")
-        for backbone in self.backbones:
+        for backbone in self.backbones if self.model else ():
+            overrides = self.model_overrides(backbone)
             try:
-                make_backbone_config(backbone, self.model_overrides(backbone))
-            except ConfigError as error:
-                hint = " (--model BACKBONE.KEY=VALUE sets it for one backbone only)" if self.model.get("*") else ""
-                raise ConfigError(f"--model: {error}{hint}") from None
+                make_backbone_config(backbone, overrides)
+                build_backbone(backbone, 2, 2, overrides)  # the values too (a backbone checks its config)
+            except (ConfigError, ValueError) as error:
+                missing = set(self.model.get("*", {})) - {f.name for f in fields(backbone_class(backbone).config_class)}
+                hint = (f" ({', '.join(sorted(missing))}: --model BACKBONE.KEY=VALUE sets it for one backbone only)"
+                        if missing else "")
+                raise ConfigError(f"--model ({backbone}): {error}{hint}") from None
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"--grace-period must be at least 1 epoch, got {self.grace_period}")
         for name in self.ablations:
@@ -281,17 +285,23 @@ class GridConfig:
         return SweepConfig(grid=spec.grid(method), ablation=ablation, asha=False,
                            overrides={**spec.fixed(method), **self.overrides}, **common)
 
-    def carried_argv(self) -> list[str]:
+    def carried_argv(self, backbones=None) -> list[str]:
         """The options of this run's command line that a later invocation on its run directory repeats
-        (same data, same budget); ``--set`` of a method parameter is left out (an ablation fixes or varies it)."""
+        (same data, same budget, same backbone hyperparameters); ``--set`` of a method parameter is left
+        out (an ablation fixes or varies it), and so is ``--model B.KEY=VALUE`` when the later invocation's
+        ``backbones`` leave B out."""
         out: list[str] = []
         for i, token in enumerate(self.argv):
             name, eq, inline = token.partition("=")
             value = inline if eq else (self.argv[i + 1] if i + 1 < len(self.argv) else None)
             if token == "--smoke":
                 out.append("--smoke")
-            elif name in (*CARRIED_OPTIONS, "--model") and value is not None:
+            elif name in CARRIED_OPTIONS and value is not None:
                 out += [name, value]
+            elif name == "--model" and value is not None:
+                backbone, dot, _ = value.partition("=")[0].rpartition(".")
+                if not dot or backbones is None or backbone.strip().lower() in backbones:
+                    out += [name, value]
             elif name == "--set" and value is not None and "=" in value:
                 if value.partition("=")[0].strip().replace("-", "_") not in PARAMS:
                     out += ["--set", value]

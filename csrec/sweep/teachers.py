@@ -170,8 +170,9 @@ class TeacherProgress:
     """Progress of the teachers a trial trains itself, as notes to ``send(note: dict)``.
 
     A note is ``{"teacher": description, "event": "started" | "epoch" | "done" | "waiting", ...}``;
-    epoch notes (epoch, epochs, best validation NDCG@10 and its epoch, seconds so far) go at most
-    every ``every_s`` seconds per teacher, the others always.  The sweep sends them to the driver,
+    epoch notes (epoch, epochs, best validation NDCG@10 and its epoch, seconds since this start) go
+    at most every ``every_s`` seconds per teacher (a resumed teacher's first one at once), the
+    others always.  The sweep sends them to the driver,
     which prints them beside the trial's own lines: on real data a teacher trains for most of an
     hour before its student's first epoch.
     """
@@ -223,7 +224,7 @@ def progress_line(note: dict) -> str:
     best = note.get("best")
     best = "–" if best is None else f"{best:.4f}"
     if event == "started":
-        how = "resuming from the state an interrupted run saved" if note.get("resumed") else "training"
+        how = "found the state an interrupted run saved, resuming" if note.get("resumed") else "training"
         return f"teacher {teacher}: {how} (at most {note.get('epochs', '–')} epochs)"
     if event == "epoch":
         return (f"teacher {teacher}: epoch {note.get('epoch')}/{note.get('epochs')}  valid NDCG@10 best so far "

@@ -49,6 +49,10 @@ def test_grid_model_flags_set_backbone_hyperparameters_for_all_or_one_backbone()
         GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec,bert4rec", "--model", "attention_dropout=0.2"])
     with pytest.raises(ConfigError, match="sasrec is not among the grid's backbones"):
         GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "gru4rec", "--model", "sasrec.dropout=0.1"])
+    with pytest.raises(ConfigError, match=r"\(bert4rec\): mask_prob must lie in \[0, 1\], got 2"):  # values too
+        GridConfig.from_argv(["--datasets", "lastfm", "--backbones", "bert4rec", "--model", "mask_prob=2"])
+    # An ablation command on a subset of the backbones carries only the flags that concern it.
+    assert config.carried_argv(["gru4rec"]) == ["--model", "embedding_dim=32"]
 
 
 def test_sweep_config_checks_its_search():

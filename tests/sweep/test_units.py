@@ -341,7 +341,8 @@ def test_a_teacher_resumed_from_an_interrupted_run_says_so_and_where_it_picked_u
     ensure_teachers(pool, [spec], data, config.train,
                     progress=TeacherProgress(notes.append, every_s=1e9, clock=lambda: 0.0))
     assert [n["event"] for n in notes] == ["started", "epoch", "done"]
-    assert progress_line(notes[0]) == f"teacher {spec.describe()}: resuming from the state an interrupted run saved (at most 3 epochs)"
+    assert progress_line(notes[0]) == (f"teacher {spec.describe()}: found the state an interrupted run saved, resuming "
+                                        "(at most 3 epochs)")
     assert (notes[1]["epoch"], notes[1]["epochs"]) == (2, 3)
 
 
