@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from csrec.atomic import atomic_path, write_atomic
-from csrec.methods.config import METHODS, SYMBOLS
+from csrec.methods.config import METHODS, SYMBOLS, method_hyperparameters
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report.stats import ALPHA, finished_seeds, significance_marks
 from csrec.search.selection import REPLICATE_COLUMN, seed_rows
@@ -84,7 +84,8 @@ def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = Non
         _parquet_ready(results.copy()).to_parquet(tmp, index=False)
     main = results[results["ablation"].isna()] if len(results) else results
     best = _best_vectors(run_dir, main)
-    write_atomic(paths["table"], run_table(main.drop(columns=["ablation"]) if len(main) else main, best))
+    write_atomic(paths["table"], run_table(main.drop(columns=["ablation"]) if len(main) else main, best,
+                                           _best_settings(run_dir, main)))
     models = _best_models(run_dir, main)
     summary = {
         "cells": [_with_model(c.record(), models) for c in cells if c.ablation is None]
@@ -96,6 +97,31 @@ def write_run_outputs(run_dir: str | Path, cells: list, extra: dict | None = Non
     }
     write_atomic(paths["summary"], json.dumps(summary, indent=1, default=str))
     return paths
+
+
+def _best_settings(run_dir: Path, main: pd.DataFrame) -> dict[tuple, dict]:
+    """(dataset, backbone, method) → the method's hyperparameters its best trial trained with (from
+    ``best/<cell>.trial.json``, or the trial's own ``trial_result.json``), searched or not: a value
+    given on the command line (``--set``) is in no ``config/`` column, and the table should still
+    say what it was."""
+    out = {}
+    if not len(main):
+        return out
+    for row in main[main["is_best"].fillna(False).astype(bool)].itertuples():
+        payload = (read_json(run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}{BEST_TRIAL_SUFFIX}")
+                   or read_json(Path(str(row.trial_path)) / "trial_result.json"))
+        values = ((payload or {}).get("config") or {}).get("method") or {}
+        out[(row.dataset, row.backbone, row.method)] = {
+            n: values[n] for n in method_hyperparameters(row.method) if n in values}
+    return out
+
+
+def read_json(path) -> dict | None:
+    """A JSON file's content, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _trial_rows(cell) -> pd.DataFrame:
@@ -246,8 +272,10 @@ def significance(best: dict[tuple, dict], dataset: str, backbone: str,
     return out
 
 
-def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
-    """table.md: per dataset, rows = backbone × method, columns = test metrics of the best trial."""
+def run_table(results: pd.DataFrame, best: dict[tuple, dict], settings: dict[tuple, dict] | None = None) -> str:
+    """table.md: per dataset, rows = backbone × method, columns = test metrics of the best trial.
+    ``settings``: (dataset, backbone, method) → every hyperparameter the best trial trained with
+    (:func:`_best_settings`); those no search chose are shown as set."""
     lines = [
         "# CSRec sweep: test metrics of the best configuration on validation",
         "",
@@ -279,7 +307,8 @@ def run_table(results: pd.DataFrame, best: dict[tuple, dict]) -> str:
             for method in [m for m in METHODS if m in set(rows["method"])]:
                 cell = rows[rows["method"] == method]
                 lines.append(_table_row(cell, best.get((dataset, backbone, method)), backbone, method, columns, marks,
-                                        per_seed.get(method) if per_seed else None))
+                                        per_seed.get(method) if per_seed else None,
+                                        (settings or {}).get((dataset, backbone, method))))
     return "\n".join(lines) + "\n"
 
 
@@ -307,7 +336,7 @@ def seed_values(rows: pd.DataFrame, columns: dict[str, str]) -> dict[str, dict[s
 
 
 def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: str, columns, marks,
-               seeds: dict | None = None) -> str:
+               seeds: dict | None = None, settings: dict | None = None) -> str:
     row = [backbone, method]
     for metric, label, plus in columns:
         if seeds is not None and label in seeds:
@@ -321,7 +350,7 @@ def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: 
         mask = vectors["test_positive"] if plus else slice(None)
         value = float(np.mean(vectors[metric][mask])) if np.size(vectors[metric][mask]) else math.nan
         row.append(f"{value:.4f}{marks.get((method, label), {}).get('mark', '')}")
-    row.append(_best_config_text(cell))
+    row.append(_best_config_text(cell, settings))
     searched = cell[cell[REPLICATE_COLUMN].isna()] if REPLICATE_COLUMN in cell else cell
     counts = searched["status"].value_counts().to_dict()
     row.append(f"{counts.get('completed', 0)}/{len(searched)}"
@@ -329,14 +358,25 @@ def _table_row(cell: pd.DataFrame, vectors: dict | None, backbone: str, method: 
     return "| " + " | ".join(row) + " |"
 
 
-def _best_config_text(cell: pd.DataFrame) -> str:
+def _best_config_text(cell: pd.DataFrame, settings: dict | None = None) -> str:
+    """``β=0.75, T=6`` for what the search chose; values it did not search (``settings``, given on
+    the command line or left at their defaults) follow as ``set: m=2, p=0.8``."""
     best = cell[cell.get("is_best", pd.Series(False, index=cell.index)).fillna(False).astype(bool)]
     if not len(best):
         return "–"
     row = best.iloc[0]
-    parts = []
+    searched, fixed = [], []
     for name, short in SYMBOLS.items():
         value = row.get(f"config/{name}")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            parts.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
-    return ", ".join(parts) or "–"
+            searched.append(f"{short}={_short(value)}")
+        elif (settings or {}).get(name) is not None:
+            fixed.append(f"{short}={_short(settings[name])}")
+    text = ", ".join(searched)
+    if fixed:
+        text += ("; " if text else "") + "set: " + ", ".join(fixed)
+    return text or "–"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

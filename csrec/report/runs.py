@@ -28,7 +28,6 @@ trial from ``config/*`` first and from the trial's ``trial_result.json`` otherwi
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import zipfile
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from csrec.methods.config import METHODS as METHOD_ORDER
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.search.config import GridConfig
 from csrec.search.space import PARAMS
-from csrec.report.outputs import BEST_TRIAL_SUFFIX, seed_values
+from csrec.report.outputs import BEST_TRIAL_SUFFIX, read_json, seed_values
 from csrec.search.selection import REPLICATE_COLUMN
 METHOD_LABELS = {"base": "Base", "softrec": "SoftRec", "csrec-m": "CSRec-M", "csrec-d": "CSRec-D", "csrec-t": "CSRec-T"}
 BACKBONE_ORDER = ("gru4rec", "nextitnet", "narm", "sasrec", "bert4rec", "srgnn", "dreamrec", "cl4srec")
@@ -135,8 +134,8 @@ class Run:
             frames.append(_read_results(extra).assign(source=str(extra), run_dir=str(extra)))
         results = pd.concat(frames, ignore_index=True)
         results["ablation"] = _ablation_labels(results)
-        summary = _read_json(path / "summary.json") or {}
-        info = _read_json(path / "run.json") or {}
+        summary = read_json(path / "summary.json") or {}
+        info = read_json(path / "run.json") or {}
         run = cls(path=path, results=results, summary=summary, info=info, data_dir=data_dir)
         run._fill_params()
         return run
@@ -157,7 +156,7 @@ class Run:
         key = (str(trial_path), str(run_dir))
         if key not in self._payloads:
             directory = self.resolve_trial_path(trial_path, run_dir)
-            self._payloads[key] = (_read_json(directory / "trial_result.json") if directory is not None
+            self._payloads[key] = (read_json(directory / "trial_result.json") if directory is not None
                                    else self._best_copy(trial_path, run_dir))
         return self._payloads[key]
 
@@ -168,7 +167,7 @@ class Run:
                             & self.results["is_best"].fillna(False).astype(bool)] if "is_best" in self.results else []
         for row in (rows.to_dict("records") if len(rows) else []):
             base = Path(row.get("run_dir") or run_dir or self.path)
-            found = _read_json(base / "best" / f"{row['dataset']}__{row['backbone']}__{row['method']}{BEST_TRIAL_SUFFIX}")
+            found = read_json(base / "best" / f"{row['dataset']}__{row['backbone']}__{row['method']}{BEST_TRIAL_SUFFIX}")
             if found is not None:
                 return found
         return None
@@ -352,7 +351,7 @@ class Run:
         wanted = f"{dataset}-{backbone}-{method}-"
         out = []
         for sidecar in sorted(pool.glob("teacher-*.json")):
-            record = _read_json(sidecar) or {}
+            record = read_json(sidecar) or {}
             name = str(record.get("sweep", ""))
             if not name.startswith(wanted) or name.startswith(f"{wanted}ablation-"):
                 continue
@@ -402,13 +401,6 @@ def _ablation_labels(frame: pd.DataFrame) -> pd.Series:
     if "ablation" not in frame:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
     return frame["ablation"].map(lambda v: None if _clean(v) is None else str(v)).astype(object)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _read_npz(path: Path | None) -> dict | None:

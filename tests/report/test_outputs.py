@@ -139,3 +139,23 @@ def test_best_trial_model_is_copied_and_named_in_the_summary(tmp_path):
     assert target.read_bytes() == f"weights of {rows[1]['trial_id']}".encode()
     assert json.loads(paths["summary"].read_text())["cells"] == [
         {"dataset": "synthetic", "backbone": "gru4rec", "method": "csrec-m", "best_model": str(target)}]
+
+
+def test_table_names_the_values_no_search_chose(tmp_path):
+    """A cell whose hyperparameters came from ``--set`` shows them (from the best trial's saved
+    configuration) as set, after whatever the search chose; Base has none to show."""
+    rows = []
+    for method in ("base", "csrec-d"):
+        rows += _rows(tmp_path, method, None, 1)
+    rows[1]["config/beta"] = 0.75  # searched; m, p and T were set
+    trials = pd.DataFrame(rows).drop(columns=["ablation", "is_best"])
+    (tmp_path / "best").mkdir()
+    saved = {"config": {"method": {"name": "csrec-d", "beta": 0.75, "temperature": 3, "num_teachers": 2,
+                                   "subsample": 0.8, "alpha": 0.5, "teacher_seed": 1000}}}
+    (tmp_path / "best" / "synthetic__gru4rec__csrec-d.trial.json").write_text(json.dumps(saved))
+    cells = [Cell("synthetic", "gru4rec", m, None, trials[trials["method"] == m], rows[i]["trial_path"])
+             for i, m in enumerate(("base", "csrec-d"))]
+    table = write_run_outputs(tmp_path, cells)["table"].read_text()
+    lines = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| gru4rec |")}
+    assert "| β=0.75; set: T=3, m=2, p=0.8 |" in lines["csrec-d"]  # α is not CSRec-D's
+    assert "| – |" in lines["base"]
