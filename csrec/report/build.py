@@ -178,7 +178,8 @@ def _markdown(run: Run, tables, table5, figures, robustness, failed_tables=()) -
                   "answer: does a method's gain exceed what changing the seed alone does? Each method's test "
                   "Recall@10 is paired by seed with Base's and SoftRec's by seed index (replicate k of every cell, "
                   "teachers included, trains with its seeds shifted by k). With few seeds the t-test detects only gains several times the "
-                  "seed-to-seed spread; NDCG@10 is in the tables' marks and `significance.csv`.", ""]
+                  "seed-to-seed spread; NDCG@10 is in the tables' marks and `significance.csv`. Backbones that ran one seed "
+                  "are read against the seed-to-seed spread measured on the dataset's seeded cells.", ""]
         for paragraph in noise:
             lines += [paragraph, ""]
 

@@ -310,14 +310,73 @@ def seed_noise_paragraph(dataset: str, backbone: str, per_seed: dict[str, dict[s
             f"Beyond seed noise (p < {ALPHA:g}, higher mean): " + (", ".join(beyond) if beyond else "none") + ".")
 
 
+def pooled_seed_std(per_seed_cells: list[np.ndarray]) -> tuple[float, int] | None:
+    """The seed-to-seed standard deviation of one cell's test metric, pooled over cells that ran
+    several seeds (each cell's variance weighted by its degrees of freedom), and the cell count;
+    None when no cell has two finished seeds."""
+    spreads = [(np.var(v, ddof=1), len(v) - 1) for v in map(finished_seeds, per_seed_cells) if len(v) >= 2]
+    if not spreads:
+        return None
+    return float(np.sqrt(sum(var * df for var, df in spreads) / sum(df for _, df in spreads))), len(spreads)
+
+
+def single_seed_paragraph(dataset: str, values: dict[str, dict[str, float]], sigma: tuple[float, int] | None,
+                          label: str = "Recall@10") -> str | None:
+    """What seed noise means for the backbones of ``dataset`` that ran one seed (``values``:
+    backbone → {method: test value}), given the pooled seed std ``sigma`` (:func:`pooled_seed_std`,
+    from the dataset's seeded cells).  No test across seeds is possible for them; the difference of
+    two single runs has a std of about √2·σ, so a gain is called larger than seed noise when it exceeds
+    2√2·σ (about two standard deviations).  None when no backbone has a method beside Base."""
+    gains, beyond = [], []
+    for backbone, cells in values.items():
+        parts = []
+        for method in [m for m in METHODS if m in cells and m != "base"]:
+            versus = [(ref, 100 * (cells[method] - cells[ref])) for ref in ("base", "softrec")
+                      if ref in cells and ref != method]
+            if not versus:
+                continue
+            parts.append(f"{method_label(method)} " + " / ".join(
+                f"{round(d, 2) + 0.0:+.2f}" for _, d in versus))
+            if sigma is not None:
+                beyond += [f"{backbone_label(backbone)} {method_label(method)} over {method_label(ref)}"
+                           for ref, d in versus if d > 2 * math.sqrt(2) * 100 * sigma[0]]
+        if parts:
+            gains.append(f"{backbone_label(backbone)}: " + ", ".join(parts))
+    if not gains:
+        return None
+    names = ", ".join(backbone_label(b) for b in values)
+    text = (f"**One seed: {names} on {dataset_label(dataset)}.** No test across seeds is possible for these "
+            f"cells; their marks come from the per-sequence test, which says nothing about seed noise. Test "
+            f"{label} gain in points over Base / over SoftRec: " + "; ".join(gains) + ".")
+    if sigma is None:
+        return text + " No cell of this dataset ran several seeds, so the seed noise is unknown."
+    std = 100 * sigma[0]
+    return text + (f" The seed-to-seed std of one cell's test {label}, pooled over the {sigma[1]} cells of this "
+                   f"dataset that ran several seeds, is σ = {std:.2f} points, so the difference of two single runs "
+                   f"varies by about √2σ = {math.sqrt(2) * std:.2f}; gains above 2√2σ = {2 * math.sqrt(2) * std:.2f} "
+                   f"points: " + (", ".join(beyond) if beyond else "none") + ".")
+
+
 def seed_noise_section(run: Run) -> list[str]:
-    """The report's paragraphs (one per dataset and backbone whose cells ran several seeds) on
-    which gains hold beyond seed noise (:func:`seed_noise_paragraph`); empty when none ran seeds."""
+    """The report's paragraphs on which gains hold beyond seed noise: one per dataset and backbone
+    whose cells ran several seeds (:func:`seed_noise_paragraph`), then, where a dataset has both,
+    one for its one-seed backbones (:func:`single_seed_paragraph`); empty when no cell ran seeds."""
     paragraphs = []
     for dataset in run.datasets():
+        seeded_cells, single = [], {}
         for backbone in run.backbones(dataset):
-            per_seed = run.seed_values(dataset, backbone, {"recall@10": "test/recall@10"})
-            text = seed_noise_paragraph(dataset, backbone, per_seed or {})
+            per_seed = run.seed_values(dataset, backbone, {"recall@10": "test/recall@10"}) or {}
+            text = seed_noise_paragraph(dataset, backbone, per_seed)
+            if text is not None:
+                paragraphs.append(text)
+            seeded_cells += [v["recall@10"] for v in per_seed.values() if "recall@10" in v]
+            if not per_seed:
+                rows = {m: run.best_row(dataset, backbone, m) for m in run.methods(dataset, backbone)}
+                single[backbone] = {m: float(r["test/recall@10"]) for m, r in rows.items()
+                                    if r is not None and not pd.isna(r.get("test/recall@10"))}
+        sigma = pooled_seed_std(seeded_cells)
+        if sigma is not None and single:
+            text = single_seed_paragraph(dataset, single, sigma)
             if text is not None:
                 paragraphs.append(text)
     return paragraphs

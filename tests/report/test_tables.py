@@ -98,3 +98,25 @@ def test_seed_values_put_each_run_at_its_seed_index():
                          "test/recall@10": [0.1, 0.2, None, 0.4]})
     values = seed_values(rows, {"recall@10": "test/recall@10"})["base"]["recall@10"]
     assert values[[0, 1, 3]].tolist() == [0.1, 0.2, 0.4] and np.isnan(values[2])
+
+
+def test_single_seed_backbones_are_read_against_the_pooled_seed_std():
+    """Hand-computed: σ pooled over the seeded cells (variances weighted by degrees of freedom), the
+    2√2σ threshold for a difference of two single runs, gains in points over Base and SoftRec."""
+    from csrec.report.tables import pooled_seed_std, single_seed_paragraph
+
+    cells = [np.array([0.160, 0.170, 0.165]), np.array([0.180, 0.186, np.nan]), np.array([0.2])]
+    sigma, count = pooled_seed_std(cells)
+    # variances 2.5e-5 (2 df) and 1.8e-5 (1 df); the one-seed cell has none
+    assert count == 2 and sigma == pytest.approx(np.sqrt((2 * 2.5e-5 + 1 * 1.8e-5) / 3))
+    assert pooled_seed_std([np.array([0.2]), np.array([np.nan, 0.1])]) is None
+
+    values = {"nextitnet": {"base": 0.1582, "softrec": 0.1614, "csrec-d": 0.1800},
+              "narm": {"base": 0.170}}
+    text = single_seed_paragraph("lastfm", values, (0.005, 4))
+    assert text.startswith("**One seed: NextItNet, NARM on Last.FM.**")
+    assert "NextItNet: SoftRec +0.32, CSRec-D +2.18 / +1.86" in text  # SoftRec has no "over SoftRec"
+    assert "σ = 0.50 points" in text and "√2σ = 0.71" in text and "2√2σ = 1.41 points" in text
+    assert text.endswith("points: NextItNet CSRec-D over Base, NextItNet CSRec-D over SoftRec.")
+    assert single_seed_paragraph("lastfm", values, (0.01, 4)).endswith("points: none.")  # threshold 2.83
+    assert single_seed_paragraph("lastfm", {"narm": {"base": 0.17}}, (0.005, 4)) is None
