@@ -27,6 +27,11 @@ STORE_PRECISIONS = ("auto", "float32", "bfloat16")
 SYMBOLS = {"beta": "β", "temperature": "T", "num_teachers": "m", "subsample": "p", "alpha": "α"}
 
 
+def value_text(value) -> str:
+    """A hyperparameter value as tables and progress lines print it (floats to 3 significant digits)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def method_hyperparameters(method: str) -> tuple[str, ...]:
     """The hyperparameters that shape ``method`` (and that a sweep searches), in a fixed order."""
     if method == "base":

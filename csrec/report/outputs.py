@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from csrec.atomic import atomic_path, write_atomic
-from csrec.methods.config import METHODS, SYMBOLS, method_hyperparameters
+from csrec.methods.config import METHODS, SYMBOLS, method_hyperparameters, value_text
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report.stats import ALPHA, finished_seeds, significance_marks
 from csrec.search.selection import REPLICATE_COLUMN, seed_rows
@@ -110,10 +110,15 @@ def _best_settings(run_dir: Path, main: pd.DataFrame) -> dict[tuple, dict]:
     for row in main[main["is_best"].fillna(False).astype(bool)].itertuples():
         payload = (read_json(run_dir / "best" / f"{row.dataset}__{row.backbone}__{row.method}{BEST_TRIAL_SUFFIX}")
                    or read_json(Path(str(row.trial_path)) / "trial_result.json"))
-        values = ((payload or {}).get("config") or {}).get("method") or {}
+        values = trial_method_values(payload)
         out[(row.dataset, row.backbone, row.method)] = {
             n: values[n] for n in method_hyperparameters(row.method) if n in values}
     return out
+
+
+def trial_method_values(payload: dict | None) -> dict:
+    """The MethodConfig a trial trained with, from its ``trial_result.json`` (``{}`` when absent)."""
+    return ((payload or {}).get("config") or {}).get("method") or {}
 
 
 def read_json(path) -> dict | None:
@@ -369,14 +374,10 @@ def _best_config_text(cell: pd.DataFrame, settings: dict | None = None) -> str:
     for name, short in SYMBOLS.items():
         value = row.get(f"config/{name}")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            searched.append(f"{short}={_short(value)}")
+            searched.append(f"{short}={value_text(value)}")
         elif (settings or {}).get(name) is not None:
-            fixed.append(f"{short}={_short(settings[name])}")
+            fixed.append(f"{short}={value_text(settings[name])}")
     text = ", ".join(searched)
     if fixed:
         text += ("; " if text else "") + "set: " + ", ".join(fixed)
     return text or "–"
-
-
-def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

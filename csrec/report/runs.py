@@ -44,7 +44,7 @@ from csrec.methods.config import METHODS as METHOD_ORDER
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.search.config import GridConfig
 from csrec.search.space import PARAMS
-from csrec.report.outputs import BEST_TRIAL_SUFFIX, read_json, seed_values
+from csrec.report.outputs import BEST_TRIAL_SUFFIX, read_json, seed_values, trial_method_values
 from csrec.search.selection import REPLICATE_COLUMN
 METHOD_LABELS = {"base": "Base", "softrec": "SoftRec", "csrec-m": "CSRec-M", "csrec-d": "CSRec-D", "csrec-t": "CSRec-T"}
 BACKBONE_ORDER = ("gru4rec", "nextitnet", "narm", "sasrec", "bert4rec", "srgnn", "dreamrec", "cl4srec")
@@ -182,7 +182,7 @@ class Run:
                 if value is None and row.get("method") != "base":
                     if payload is None:
                         payload = self.payload(row.get("trial_path"), row.get("run_dir")) or {}
-                    value = _clean(((payload.get("config") or {}).get("method") or {}).get(name))
+                    value = _clean(trial_method_values(payload).get(name))
                     if value is None:
                         value = _clean((payload.get("params") or {}).get(name))
                 values[name].append(value)

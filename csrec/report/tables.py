@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from csrec.methods.config import METHODS
+from csrec.methods.config import METHODS, value_text
 from csrec.report.paper import PAPER_TABLE3
 from csrec.report.runs import Run, backbone_label, dataset_label, method_label
 from csrec.report.stats import (ALPHA, MARKS, across_seed_vectors, finished_seeds, seed_pairs, significance_marks,
@@ -320,7 +320,7 @@ def pooled_seed_std(per_seed_cells: list[np.ndarray]) -> tuple[float, int] | Non
     return float(np.sqrt(sum(var * df for var, df in spreads) / sum(df for _, df in spreads))), len(spreads)
 
 
-def single_seed_paragraph(dataset: str, values: dict[str, dict[str, float]], sigma: tuple[float, int] | None,
+def single_seed_paragraph(dataset: str, values: dict[str, dict[str, float]], sigma: tuple[float, int],
                           label: str = "Recall@10") -> str | None:
     """What seed noise means for the backbones of ``dataset`` that ran one seed (``values``:
     backbone → {method: test value}), given the pooled seed std ``sigma`` (:func:`pooled_seed_std`,
@@ -337,9 +337,8 @@ def single_seed_paragraph(dataset: str, values: dict[str, dict[str, float]], sig
                 continue
             parts.append(f"{method_label(method)} " + " / ".join(
                 f"{round(d, 2) + 0.0:+.2f}" for _, d in versus))
-            if sigma is not None:
-                beyond += [f"{backbone_label(backbone)} {method_label(method)} over {method_label(ref)}"
-                           for ref, d in versus if d > 2 * math.sqrt(2) * 100 * sigma[0]]
+            beyond += [f"{backbone_label(backbone)} {method_label(method)} over {method_label(ref)}"
+                       for ref, d in versus if d > 2 * math.sqrt(2) * 100 * sigma[0]]
         if parts:
             gains.append(f"{backbone_label(backbone)}: " + ", ".join(parts))
     if not gains:
@@ -348,8 +347,6 @@ def single_seed_paragraph(dataset: str, values: dict[str, dict[str, float]], sig
     text = (f"**One seed: {names} on {dataset_label(dataset)}.** No test across seeds is possible for these "
             f"cells; their marks come from the per-sequence test, which says nothing about seed noise. Test "
             f"{label} gain in points over Base / over SoftRec: " + "; ".join(gains) + ".")
-    if sigma is None:
-        return text + " No cell of this dataset ran several seeds, so the seed noise is unknown."
     std = 100 * sigma[0]
     return text + (f" The seed-to-seed std of one cell's test {label}, pooled over the {sigma[1]} cells of this "
                    f"dataset that ran several seeds, is σ = {std:.2f} points, so the difference of two single runs "
@@ -435,22 +432,18 @@ TEACHER_COLUMNS = [("recall@10", "RC"), ("ndcg@10", "NG"), ("recall+@10", "RC+")
                    ("recall-@10", "RC−"), ("ndcg-@10", "NG−")]
 
 
-def _num(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def _teacher_label(method: str, info: dict, index: int) -> str:
     spec = info.get("spec") or {}
     role = info.get("role", "teacher")
     if role == "main":
-        alpha = _num(spec.get("alpha"))
+        alpha = value_text(spec.get("alpha"))
         tail = "with" if spec.get("expectation_term", True) else "without"
         return f"{method_label(method)} teacher g1 (robust, α={alpha}, {tail} expectation term)"
     if role == "side":
-        return f"{method_label(method)} side teacher g2 (p={_num(spec.get('subsample'))})"
+        return f"{method_label(method)} side teacher g2 (p={value_text(spec.get('subsample'))})"
     parts = [f"seed {spec.get('seed')}"] if spec.get("seed") is not None else []
     if spec.get("subsample") is not None:
-        parts.append(f"p={_num(spec.get('subsample'))}, subset {spec.get('subsample_seed')}")
+        parts.append(f"p={value_text(spec.get('subsample'))}, subset {spec.get('subsample_seed')}")
     return f"{method_label(method)} teacher {index}" + (f" ({', '.join(parts)})" if parts else "")
 
 

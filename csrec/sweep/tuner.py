@@ -69,7 +69,7 @@ from csrec import artifacts
 from csrec.atomic import write_atomic
 from csrec.data.dataset import load_dataset
 from csrec.experiment import make_config
-from csrec.methods.config import SYMBOLS, ExperimentConfig
+from csrec.methods.config import SYMBOLS, ExperimentConfig, value_text
 from csrec.models.base import build_backbone
 from csrec.report.outputs import TRIAL_MODEL_FILE
 from csrec.search.config import SweepConfig
@@ -149,7 +149,7 @@ class SweepResult:
             f"{self.teachers_trained} teachers trained, {self.timings.get('total_s', 0):.1f}s"
         )
         if self.best_config is not None:
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_config.items()) or "-"
+            params = ", ".join(f"{k}={value_text(v)}" for k, v in self.best_config.items()) or "-"
             text += (
                 f"\n  best on validation: {params}  valid NDCG@10 {self.best_valid.get('ndcg@10', math.nan):.4f}"
                 f"  → test Recall@10 {self.best_test.get('recall@10', math.nan):.4f}"
@@ -170,11 +170,7 @@ def params_text(params: dict | None) -> str:
     shown = {k: v for k, v in (params or {}).items() if v is not None}
     if not shown:
         return "(nothing searched)"
-    return " ".join(f"{SYMBOLS.get(k, k)}={_fmt(v)}" for k, v in shown.items())
-
-
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return " ".join(f"{SYMBOLS.get(k, k)}={value_text(v)}" for k, v in shown.items())
 
 
 class _OutcomeLog(ray_tune.Callback):
