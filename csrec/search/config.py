@@ -85,7 +85,8 @@ class SweepConfig:
     [values]}``, a grid search over exactly those values instead of ``search``.  ``ablation``: the
     ablation the cell belongs to.  ``resume``: True restores the experiment (error if there is
     none), False refuses an existing one, "auto" restores when it exists.  ``prebuild``: train the
-    teachers known before the trials start ("auto": the paper grid's and explicit grids').
+    teachers known before the trials start ("auto": the paper grid's, explicit grids', and an Optuna
+    cell's when m, p and, for CSRec-T, α are fixed).
     ``verbose``: what Ray Tune prints besides the sweep's own lines (:data:`VERBOSITY`).
     ``schedule``: ``"sync"`` (default) suggests and early-stops trials in batches of ``batch_size``
     with no decision that depends on timing, so the same config gives the same trials at any

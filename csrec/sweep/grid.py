@@ -59,8 +59,11 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
     _record_invocation(run_dir, config, cells)
     log(_announce(config, cells, datasets, run_dir, init_s), flush=True)
 
-    # Every teacher the cells know up front (paper grid, ablations): trained at once, concurrently.
-    known = [c for cell in cells for c in cell_known_configs(cell)]
+    kept = _finished_elsewhere(run_dir, cells) if config.resume or config.resume_or_start else set()
+    # Every teacher the unfinished cells know up front (paper grid, ablations): trained at once,
+    # concurrently.  An Optuna cell's one shared teacher set trains when its cell starts instead, so
+    # that the first cells finish (and are recorded) without waiting for every later cell's teachers.
+    known = [c for cell in cells if _key(cell) not in kept for c in cell_known_configs(cell, shared_set=False)]
     teacher_report = None
     if known:
         prebuild = "ablation" if config.ablations else "grid"
@@ -68,7 +71,6 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
                                         sweep=teacher_label(run_dir, prebuild, shared_pool), storage_path=run_dir)
 
     outcome = GridResult(expected=len(cells))
-    kept = _finished_elsewhere(run_dir, cells) if config.resume or config.resume_or_start else set()
 
     def write_outputs() -> None:
         # After every cell, so a killed run keeps each finished cell's compact results (results.parquet,
@@ -82,7 +84,7 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
         })
 
     for i, cell in enumerate(cells, 1):
-        if (cell.dataset, cell.backbone, cell.method, cell.ablation) in kept:
+        if _key(cell) in kept:
             log(f"[grid] cell {i}/{len(cells)}: {cell.label}: finished in an earlier invocation "
                 f"(its Tune experiment is not here; results.parquet and best/ keep it)", flush=True)
             outcome.expected -= 1
@@ -115,6 +117,10 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
     return outcome
 
 
+def _key(cell: SweepConfig) -> tuple:
+    return cell.dataset, cell.backbone, cell.method, cell.ablation
+
+
 def _finished_elsewhere(run_dir: Path, cells: list[SweepConfig]) -> set[tuple]:
     """The cells that summary.json records as complete but whose Tune experiment is not in ``run_dir``:
     a run directory copied (compact: results.parquet, summary.json, run.json, best/) from another
@@ -126,9 +132,8 @@ def _finished_elsewhere(run_dir: Path, cells: list[SweepConfig]) -> set[tuple]:
         return set()
     recorded = {(c.get("dataset"), c.get("backbone"), c.get("method"), c.get("ablation"))
                 for c in [*summary.get("cells", []), *summary.get("ablations", [])] if c.get("complete")}
-    return {key for cell in cells
-            if (key := (cell.dataset, cell.backbone, cell.method, cell.ablation)) in recorded
-            and not (run_dir / cell.experiment_name).is_dir()}
+    return {_key(cell) for cell in cells
+            if _key(cell) in recorded and not (run_dir / cell.experiment_name).is_dir()}
 
 
 def _prepare(run_dir: Path, config: GridConfig, log=print) -> None:

@@ -6,7 +6,8 @@ Pipeline of one cell:
 1. start or join Ray (:func:`csrec.sweep.runtime.init_ray`); load the data once in the driver
    and ``ray.put`` it (trials and teacher tasks map it instead of reading files on their node);
 2. teachers: every teacher the cell can know up front is trained now, concurrently, as Ray tasks
-   (``prebuild``; default: the whole paper grid; with Optuna nothing, see below), skipping those
+   (``prebuild``; default: the whole paper grid; with Optuna only a teacher set every trial shares,
+   see below), skipping those
    already in ``<storage_path>/teachers``;
 3. soft-label stores: each distinct store of those configs is built once and put in the object
    store; the :class:`StoreRegistry` hands its ref to every trial that needs it;
@@ -42,8 +43,9 @@ Trials whose teachers are missing train them in their own process through the sh
 pool; a per-teacher file lock and a re-check make sure two trials never train the same teacher
 (one trains, the other waits and loads it), and a trial first trains the missing teachers nobody
 else is training.  Pre-training the union of the discrete (m, p) choices (``prebuild=True``)
-trains many teachers a short TPE run never samples (every m × p for CSRec-D), so it is opt-in.
-The paper grid is fully known and is always pre-built.
+trains many teachers a short TPE run never samples (every m × p for CSRec-D), so it is opt-in,
+except when m and p (and α for CSRec-T) are fixed: then every trial needs the same teachers and
+they are pre-built by default. The paper grid is fully known and is always pre-built.
 """
 
 from __future__ import annotations
@@ -347,15 +349,20 @@ def cell_base_config(config: SweepConfig) -> ExperimentConfig:
                        model=config.model, protocol=config.protocol, **config.overrides)
 
 
-def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid: dict | None = None
-                  ) -> list[ExperimentConfig]:
+def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid: dict | None = None,
+                  shared_set: bool = True) -> list[ExperimentConfig]:
     """The configs whose teachers (and stores) can be built before the trials start.
 
     ``grid``: an explicit grid (every point is known, so ``prebuild="auto"`` builds them all).
+    ``prebuild="auto"`` also builds an Optuna cell's teachers when every parameter that decides
+    them is fixed (m and p; α too for CSRec-T): one teacher set, needed by every trial, trained
+    concurrently up front instead of one after another inside the first trial while the others
+    wait for its store (``shared_set=False`` leaves those to the cell).
     """
     method = base.method.name
     if prebuild == "auto":
-        prebuild = search == "paper-grid" or bool(grid)
+        shared = len(discrete_points(method, fixed)) == 1 and (method != "csrec-t" or "alpha" in fixed)
+        prebuild = search == "paper-grid" or bool(grid) or (shared_set and shared)
     if not prebuild:
         return []
     ctx = SweepContext(base=base, pool_dir="", sweep="")
@@ -366,9 +373,10 @@ def known_configs(base: ExperimentConfig, search: str, prebuild, fixed=(), grid:
     return [ctx.config_for(p) for p in points]
 
 
-def cell_known_configs(config: SweepConfig) -> list[ExperimentConfig]:
-    """The configs of a cell whose teachers are known before its trials start."""
-    return known_configs(cell_base_config(config), config.search, config.prebuild, config.fixed, config.grid)
+def cell_known_configs(config: SweepConfig, shared_set: bool = True) -> list[ExperimentConfig]:
+    """The configs of a cell whose teachers are known before its trials start (see :func:`known_configs`)."""
+    return known_configs(cell_base_config(config), config.search, config.prebuild, config.fixed, config.grid,
+                         shared_set=shared_set)
 
 
 def tune(config: SweepConfig | str = "synthetic", backbone: str | None = None, method: str | None = None,
@@ -414,7 +422,8 @@ def _tune(config: SweepConfig) -> SweepResult:
             teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
                                             data_refs={data.fingerprint: data_ref})
         # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
-        buildable = [c for c in known if not (c.method.name == "csrec-t" and config.search == "optuna")]
+        buildable = [c for c in known if not (c.method.name == "csrec-t" and config.search == "optuna"
+                                              and "alpha" not in config.fixed)]
         with clock.time("stores_s"):
             stores = prebuild_stores(buildable, data, data_ref, registry, pool_dir,
                                      num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)

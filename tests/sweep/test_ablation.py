@@ -123,3 +123,22 @@ def test_ablations_join_a_grid_run_and_feed_the_report(ray_session, tmp_path, gr
     run = Run.load(run_dir)
     assert len(run.main) == 1 and run.ablations() == ["expectation", "teachers"]
     assert np.isfinite(run.ablation("teachers")["test/ndcg@10"].astype(float)).all()
+
+
+def test_an_optuna_cell_prebuilds_its_teachers_only_when_fixed_parameters_decide_them():
+    """m and p fixed (α too for CSRec-T): every trial needs the same teachers, so the cell trains
+    them up front, concurrently; a grid run leaves them to the cell (``shared_set=False``)."""
+    syn = SyntheticConfig(**TINY)
+
+    def known(method, shared_set=True, **fixed):
+        base = base_config("synthetic", "gru4rec", method, epochs=1, synthetic=syn, **fixed)
+        return known_configs(base, "optuna", "auto", tuple(fixed), None, shared_set=shared_set)
+
+    d = known("csrec-d", num_teachers=2, subsample=0.8)
+    assert len(d) == 1 and len(collect_teacher_specs(d)) == 2
+    assert known("csrec-d", num_teachers=2) == []  # p searched: the trials' teachers differ
+    assert known("csrec-d", shared_set=False, num_teachers=2, subsample=0.8) == []
+    assert known("csrec-t", num_teachers=2, subsample=0.8) == []  # the main teacher follows the searched α
+    t = known("csrec-t", num_teachers=2, subsample=0.8, alpha=0.5)
+    assert len(collect_teacher_specs(t)) == 2 and t[0].method.alpha == 0.5  # side, then main
+    assert len(known("base")) == 1 and collect_teacher_specs(known("base")) == []
