@@ -29,11 +29,13 @@ from csrec.sweep.teachers import (
     train_teachers,
 )
 from csrec.sweep.trial import METRIC, FailWhen, SweepContext
-from csrec.sweep.tuner import SweepResult, base_config, registry_stats, select_best, store_refs, trials_frame, tune
+from csrec.sweep.tuner import (
+    SweepResult, base_config, registry_stats, select_best, store_refs, store_registry, trials_frame, tune,
+)
 
 __all__ = [
     "METRIC", "ClusterUnreachable", "FailWhen", "GridConfig", "GridResult", "Resources", "StoreRegistry", "SweepConfig", "SweepContext",
     "SweepResult", "TeacherReport", "base_config", "check_address", "collect_teacher_specs", "ensure_teacher", "fetch_store",
-    "init_ray", "prebuild_stores", "read_teacher_records", "registry_stats", "run_grid", "select_best", "store_refs",
+    "init_ray", "prebuild_stores", "read_teacher_records", "registry_stats", "run_grid", "select_best", "store_refs", "store_registry",
     "train_teacher_torchtrainer", "train_teachers", "trials_frame", "tune",
 ]

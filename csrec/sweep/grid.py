@@ -26,7 +26,9 @@ from csrec.search.config import GridConfig, SweepConfig
 from csrec.search.space import ABLATIONS
 from csrec.sweep.runtime import check_address, init_ray
 from csrec.sweep.teachers import read_teacher_records, train_teachers
-from csrec.sweep.tuner import SweepResult, cell_known_configs, teacher_label, teacher_pool_dir, trained_by_run, tune
+from csrec.sweep.tuner import (
+    SweepResult, cell_known_configs, store_registry, teacher_label, teacher_pool_dir, trained_by_run, tune,
+)
 
 
 @dataclass
@@ -67,7 +69,7 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
     teacher_report = None
     if known:
         prebuild = "ablation" if config.ablations else "grid"
-        teacher_report = train_teachers(known, pool_dir, config.resources,
+        teacher_report = train_teachers(known, pool_dir, config.resources, notes=store_registry(),
                                         sweep=teacher_label(run_dir, prebuild, shared_pool), storage_path=run_dir)
 
     outcome = GridResult(expected=len(cells))

@@ -262,11 +262,16 @@ def collect_teacher_specs(configs, data_by_fingerprint: dict[str, SequenceData] 
 
 
 # --- Ray task route --------------------------------------------------------------------------------
+#: The ``who`` of the progress notes teacher tasks send (the trials' notes carry their trial id).
+TASK_NOTES = "teacher-task"
+
+
 @ray.remote(max_retries=1)
-def _teacher_task(pool_dir, spec, data, train, sweep, submitted_at, threads, *_after):
+def _teacher_task(pool_dir, spec, data, train, sweep, submitted_at, threads, notes, *_after):
     started = time.time()
     torch.set_num_threads(max(1, int(threads)))
-    record = ensure_teacher(pool_dir, spec, data, train, trained_by="ray-task", sweep=sweep)
+    progress = None if notes is None else TeacherProgress(lambda note: notes.note.remote(TASK_NOTES, note))
+    record = ensure_teacher(pool_dir, spec, data, train, trained_by="ray-task", sweep=sweep, progress=progress)
     record["launch_overhead_s"] = started - submitted_at
     record.setdefault("node_id", node_id())
     return record
@@ -316,11 +321,15 @@ def train_teachers(
     storage_path: str | os.PathLike | None = None,
     data_refs: dict[str, ray.ObjectRef] | None = None,
     verbose: bool = True,
+    notes=None,
 ) -> TeacherReport:
     """Train the missing teachers of ``configs`` concurrently on Ray; skip those already pooled.
 
     ``data_refs`` (fingerprint → ObjectRef of the SequenceData) lets tasks map the data from the
-    object store instead of reading the data files on their node.
+    object store instead of reading the data files on their node.  ``notes``: an actor with
+    ``note(who, note)`` and ``notes_since(seq)`` (the sweep's store registry); the tasks send their
+    :class:`TeacherProgress` there and, when ``verbose``, the driver prints it (a teacher on real
+    data trains for most of an hour).
     """
     started = time.perf_counter()
     resources = resolve_resources(resources)
@@ -347,17 +356,20 @@ def train_teachers(
             task = _teacher_task.options(num_cpus=resources.teacher_cpus, num_gpus=resources.teacher_gpus)
             refs[spec.key(data.fingerprint, train)] = task.remote(
                 str(pool_dir), spec, data_refs[data.fingerprint], train, sweep, time.time(),
-                resources.teacher_cpus, *after,
+                resources.teacher_cpus, notes if verbose else None, *after,
             )
         if verbose:  # teachers can take most of an hour each on real data: say what is going on
             print(f"[csrec.sweep] training {len(refs)} teacher(s) ({len(report.records)} already in the pool)", flush=True)
         pending = {ref: key for key, ref in refs.items()}
         by_key = {}
+        reader = _NoteReader(notes) if verbose and notes is not None else None
         try:
             while pending:
                 # A timeout, so that Ctrl-C reaches Python within a second instead of waiting for a
                 # teacher that may take most of an hour.
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if reader is not None:
+                    reader.print_new()
                 if not done:
                     continue
                 record = ray.get(done[0])
@@ -373,6 +385,8 @@ def train_teachers(
                 print(f"[csrec.sweep] interrupted: {len(by_key)} of {len(refs)} teacher(s) finished and pooled; "
                       f"{len(pending)} stopped, each to continue after its last finished epoch", flush=True)
             raise
+        if reader is not None:
+            reader.print_new(wait_s=5.0)  # the last notes (a teacher's start may come after its own end)
         report.records.extend(by_key[key] for key in refs)  # in submission order, whatever finished first
     elif missing:
         storage = Path(storage_path or Path(pool_dir).parent) / "train_runs"
@@ -390,6 +404,30 @@ def train_teachers(
     if verbose and report.trained:  # all reused: nothing worth a line
         print(f"[csrec.sweep] {report.summary()}", flush=True)
     return report
+
+
+class _NoteReader:
+    """Prints the teacher tasks' progress notes as they arrive (never blocks, never raises)."""
+
+    def __init__(self, notes):
+        self.notes, self.read, self.pending = notes, 0, None
+
+    def print_new(self, wait_s: float = 0.0) -> None:
+        try:
+            if self.pending is None:
+                self.pending = self.notes.notes_since.remote(self.read)
+            ready, _ = ray.wait([self.pending], timeout=wait_s)
+            if not ready:
+                return
+            new = ray.get(self.pending)
+        except Exception:  # noqa: BLE001 - progress lines are informative only
+            self.pending = None
+            return
+        self.pending = None
+        self.read += len(new)
+        for note in new:
+            if note.get("who") == TASK_NOTES and note.get("event") != "done":  # "done": the record's own line
+                print(f"[csrec.sweep] {progress_line(note)}", flush=True)
 
 
 def _trained_line(record: dict) -> str:

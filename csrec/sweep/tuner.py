@@ -230,7 +230,7 @@ class _TrialLines(ray_tune.Callback):
         try:
             if self._pending is None:
                 self._polled = time.monotonic()
-                self._pending = _registry().notes_since.remote(self._notes_read)
+                self._pending = store_registry().notes_since.remote(self._notes_read)
             ready, _ = ray.wait([self._pending], timeout=wait_s)
             if not ready:
                 return
@@ -309,7 +309,7 @@ def _trial_dirname(trial) -> str:
 _REGISTRIES: dict[str, object] = {}
 
 
-def _registry():
+def store_registry():
     """One store registry per Ray job (driver), shared by every cell the driver sweeps."""
     job = ray.get_runtime_context().get_job_id()
     if job not in _REGISTRIES:
@@ -320,13 +320,13 @@ def _registry():
 
 def registry_stats() -> dict:
     """Build/hit log of this driver's store registry (tests and reports)."""
-    return ray.get(_registry().stats.remote())
+    return ray.get(store_registry().stats.remote())
 
 
 def store_refs() -> dict:
     """{fingerprint: ObjectRef} of every soft-label store this driver's sweeps put in the object store
     (e.g. for ``ray.experimental.get_object_locations``: sizes and the nodes holding copies)."""
-    return ray.get(_registry().refs.remote())
+    return ray.get(store_registry().refs.remote())
 
 
 def base_config(dataset: str, backbone: str, method: str, *, epochs=None, seed=None, model=None, **overrides) -> ExperimentConfig:
@@ -412,7 +412,7 @@ def _tune(config: SweepConfig) -> SweepResult:
     with clock.time("data_s"):
         data = load_dataset(base.data)
         data_ref = ray.put(data)
-    registry = _registry()
+    registry = store_registry()
 
     # Teachers and stores known before the trials start.
     teacher_report, stores = None, {}
@@ -420,7 +420,7 @@ def _tune(config: SweepConfig) -> SweepResult:
     if known:
         with clock.time("teachers_s"):
             teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
-                                            data_refs={data.fingerprint: data_ref})
+                                            data_refs={data.fingerprint: data_ref}, notes=registry)
         # CSRec-T's main teacher depends on α: known only when α is (paper grid, explicit grid).
         buildable = [c for c in known if not (c.method.name == "csrec-t" and config.search == "optuna"
                                               and "alpha" not in config.fixed)]
