@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
+from ray._private import ray_constants
 
 from csrec.errors import CSRecError
 from csrec.search.config import Resources
@@ -52,6 +53,8 @@ def _token_available() -> bool:
 #: Seconds a TCP connection to a cluster's GCS may take before the cluster counts as unreachable.
 PROBE_TIMEOUT_S = 3.0
 _TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+#: Seconds a local Ray runtime's dashboard may take to start (``RAY_DASHBOARD_STARTUP_TIMEOUT_S`` overrides).
+DASHBOARD_STARTUP_TIMEOUT_S = 600
 
 
 class ClusterUnreachable(CSRecError):
@@ -119,6 +122,11 @@ def init_ray(
                 f"cannot join the Ray cluster at --address {address} ({first}); start one with `ray start --head`, "
                 f"or drop --address to run on a local Ray runtime") from None
     else:
+        if "RAY_DASHBOARD_STARTUP_TIMEOUT_S" not in os.environ:
+            # Ray reads this once, at import, and gives the dashboard 60 s, then fails ray.init. A sweep
+            # started at low priority beside a running one (the two cores busy) was seen to need more.
+            ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = max(ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S,
+                                                               DASHBOARD_STARTUP_TIMEOUT_S)
         token_log = logging.getLogger(_TOKEN_LOGGER)
         level = token_log.level
         token_log.setLevel(logging.ERROR)  # see the module docstring

@@ -374,3 +374,21 @@ def test_trial_lines_pickle_without_a_request_in_flight():
     lines._pending = threading.Lock()  # stands for an ObjectRef: not picklable
     clone = pickle.loads(pickle.dumps(lines))
     assert clone._pending is None and clone.cell == lines.cell and lines._pending is not None
+
+
+def test_a_local_ray_runtime_gives_its_dashboard_time_on_a_busy_machine(monkeypatch):
+    """Ray's 60 s default failed ray.init for a sweep started beside a running one; the env var still wins."""
+    from ray._private import ray_constants
+
+    from csrec.sweep import runtime
+
+    seen = []
+    monkeypatch.setattr(runtime.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(runtime.ray, "init", lambda **kw: seen.append(ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S))
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60)
+    monkeypatch.delenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", raising=False)
+    runtime.init_ray(num_cpus=1)
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 45)
+    monkeypatch.setenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "45")
+    runtime.init_ray(num_cpus=1)
+    assert seen == [runtime.DASHBOARD_STARTUP_TIMEOUT_S, 45] and runtime.DASHBOARD_STARTUP_TIMEOUT_S >= 300
