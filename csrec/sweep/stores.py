@@ -102,6 +102,10 @@ class StoreRegistry:
         """The notes after the first ``seq`` (a reader keeps its own count)."""
         return self.notes[seq:]
 
+    async def note_count(self) -> int:
+        """How many notes there are so far (a new reader starts there)."""
+        return len(self.notes)
+
     async def has(self, fp: str) -> bool:
         return fp in self.entries
 

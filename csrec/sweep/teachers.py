@@ -407,12 +407,21 @@ def train_teachers(
 
 
 class _NoteReader:
-    """Prints the teacher tasks' progress notes as they arrive (never blocks, never raises)."""
+    """Prints the teacher tasks' progress notes as they arrive (never blocks, never raises).
+
+    It starts at the notes there are now: the registry lives as long as the driver, and earlier
+    cells' teachers sent theirs to it too."""
 
     def __init__(self, notes):
-        self.notes, self.read, self.pending = notes, 0, None
+        self.notes, self.pending = notes, None
+        try:
+            self.read = ray.get(notes.note_count.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - progress lines are informative only
+            self.notes = None
 
     def print_new(self, wait_s: float = 0.0) -> None:
+        if self.notes is None:
+            return
         try:
             if self.pending is None:
                 self.pending = self.notes.notes_since.remote(self.read)

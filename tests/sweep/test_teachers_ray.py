@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import ray
 
 import csrec.sweep as sweep
 from csrec.methods import TeacherPool, teacher_specs
@@ -16,8 +17,10 @@ def test_m2_then_m3_trains_exactly_three_teachers(ray_session, tiny, tmp_path, c
     m2 = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=2, **tiny)
     m3 = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=3, **tiny)
 
+    registry = sweep.store_registry()  # the driver's: it may hold earlier tests' notes, never printed again
+    ray.get(registry.note.remote("teacher-task", {"teacher": "an earlier cell's", "event": "started", "epochs": 9}))
     capsys.readouterr()
-    first = sweep.train_teachers([m2], pool_dir, {"teacher_cpus": 1}, sweep="reuse", notes=sweep.store_registry())
+    first = sweep.train_teachers([m2], pool_dir, {"teacher_cpus": 1}, sweep="reuse", notes=registry)
     assert len(first.trained) == 2 and len(first.reused) == 0
     lines = capsys.readouterr().out.splitlines()  # one line up front, one per teacher as it finishes
     assert lines[0] == "[csrec.sweep] training 2 teacher(s) (0 already in the pool)"
@@ -25,6 +28,7 @@ def test_m2_then_m3_trains_exactly_three_teachers(ray_session, tiny, tmp_path, c
     # The tasks' own progress reaches the driver through the notes actor: each teacher's start.
     started = [line for line in lines if line.endswith("training (at most 2 epochs)")]
     assert len(started) == 2 and all(line.startswith("[csrec.sweep] teacher gru4rec seed=") for line in started)
+    assert not any("an earlier cell's" in line for line in lines), lines
     second = sweep.train_teachers([m3], pool_dir, {"teacher_cpus": 1}, sweep="reuse")
     assert len(second.trained) == 1 and len(second.reused) == 2
     assert len(list(pool_dir.glob("teacher-*.pt"))) == 3
