@@ -343,6 +343,7 @@ def train_teachers(
         else:
             missing.append((spec, data, train))
     if missing and resources.teacher_workers <= 1:
+        reader = _NoteReader(notes) if verbose and notes is not None else None  # before the tasks' first notes
         refs: dict[str, ray.ObjectRef] = {}
         data_refs = dict(data_refs or {})
         for spec, data, train in missing:
@@ -362,7 +363,6 @@ def train_teachers(
             print(f"[csrec.sweep] training {len(refs)} teacher(s) ({len(report.records)} already in the pool)", flush=True)
         pending = {ref: key for key, ref in refs.items()}
         by_key = {}
-        reader = _NoteReader(notes) if verbose and notes is not None else None
         try:
             while pending:
                 # A timeout, so that Ctrl-C reaches Python within a second instead of waiting for a
