@@ -338,7 +338,8 @@ class GridConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         resources = Resources(trial_cpus=args.cpus_per_trial, trial_gpus=args.gpus_per_trial,
-                              teacher_workers=args.teacher_workers, max_concurrent_trials=args.max_concurrent)
+                              teacher_cpus=args.cpus_per_teacher, teacher_workers=args.teacher_workers,
+                              max_concurrent_trials=args.max_concurrent)
         return cls(
             datasets=_names(args.datasets, smoke.get("datasets"), dataset_names(), "dataset"),
             backbones=_names(args.backbones, smoke.get("backbones"), backbone_names(), "backbone"),
@@ -432,6 +433,9 @@ def grid_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)")
     parser.add_argument("--cpus-per-trial", type=float, default=Resources.trial_cpus,
                         help=f"CPUs each trial reserves (and its torch threads; default {Resources.trial_cpus:g})")
+    parser.add_argument("--cpus-per-teacher", type=float, default=Resources.teacher_cpus,
+                        help=f"CPUs each teacher trained up front reserves (and its torch threads; default "
+                             f"{Resources.teacher_cpus:g}): more for a teacher that trains alone, such as CSRec-T's main one")
     parser.add_argument("--gpus-per-trial", type=float, default=None,
                         help="GPUs each trial reserves (default: 1 when the cluster has GPUs, else 0)")
     parser.add_argument("--teacher-workers", type=int, default=Resources.teacher_workers,

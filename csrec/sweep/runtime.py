@@ -30,7 +30,7 @@ from pathlib import Path
 import ray
 from ray._private import ray_constants
 
-from csrec.errors import CSRecError
+from csrec.errors import ConfigError, CSRecError
 from csrec.search.config import Resources
 
 log = logging.getLogger("csrec.sweep")
@@ -153,8 +153,19 @@ def node_id() -> str:
 
 
 def resolve_resources(resources: "Resources | dict | None") -> Resources:
-    """``resources`` with unset GPU counts filled in for the cluster Ray is connected to."""
-    return Resources.from_any(resources).resolved(cluster_gpus())
+    """``resources`` with unset GPU counts filled in for the cluster Ray is connected to.
+
+    A trial or teacher that asks for more CPUs than the largest node has would wait for them
+    forever (Ray keeps such a task pending without a word to the driver): an error instead."""
+    resolved = Resources.from_any(resources).resolved(cluster_gpus())
+    if ray.is_initialized():
+        largest = max((node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")),
+                      default=0.0)
+        for option, cpus in (("--cpus-per-trial", resolved.trial_cpus), ("--cpus-per-teacher", resolved.teacher_cpus)):
+            if largest and cpus > largest:
+                raise ConfigError(f"{option} {cpus:g}: no node of this Ray cluster has that many CPUs "
+                                 f"(the largest has {largest:g}); lower it or raise --num-cpus")
+    return resolved
 
 
 @dataclass

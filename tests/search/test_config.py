@@ -102,3 +102,9 @@ def test_verbosity_and_resume_flags():
         GridConfig.from_argv(run + ["--resume", "--fresh"])
     with pytest.raises(ConfigError, match="exclude each other"):
         GridConfig(datasets=("synthetic",), backbones=("gru4rec",), resume=True, resume_or_start=True)
+
+
+def test_cpus_per_teacher_reaches_the_teachers_resources():
+    config = GridConfig.from_argv(["--smoke", "--cpus-per-teacher", "2"])
+    assert config.resources.teacher_cpus == 2 and config.resources.trial_cpus == 1
+    assert GridConfig.from_argv(["--smoke"]).resources.teacher_cpus == 1

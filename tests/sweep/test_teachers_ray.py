@@ -8,6 +8,7 @@ import ray
 import csrec.sweep as sweep
 from csrec.methods import TeacherPool, teacher_specs
 from csrec.data import load_dataset
+from csrec.errors import ConfigError
 
 pytestmark = pytest.mark.ray
 
@@ -128,3 +129,11 @@ def test_a_restarted_torchtrainer_teacher_gets_each_ranks_whole_training_state_b
     local.write_bytes(b"stale")
     _restore_rank_state(None, "rank1.state.pt", local)
     assert not local.exists()
+
+
+def test_more_cpus_per_teacher_than_any_node_has_is_an_error_not_a_hang(ray_session, tiny, tmp_path):
+    config = sweep.base_config("synthetic", "gru4rec", "csrec-m", num_teachers=1, **tiny)
+    with pytest.raises(ConfigError, match=r"--cpus-per-teacher 3: no node .*largest has 2\)"):
+        sweep.train_teachers([config], tmp_path / "teachers", {"teacher_cpus": 3})
+    report = sweep.train_teachers([config], tmp_path / "teachers", {"teacher_cpus": 2}, verbose=False)
+    assert len(report.trained) == 1
