@@ -406,35 +406,50 @@ def train_teachers(
     return report
 
 
+class NoteFeed:
+    """The progress notes an actor (the store registry) received since the last read, fetched
+    without ever blocking the caller (except ``wait_s``) or raising: a request goes out, and its
+    answer is taken on a later call once it has come."""
+
+    def __init__(self, start: int = 0):
+        self.read, self.pending = start, None
+
+    def fetch(self, notes, wait_s: float = 0.0) -> list[dict]:
+        try:
+            if self.pending is None:
+                self.pending = notes.notes_since.remote(self.read)
+            ready, _ = ray.wait([self.pending], timeout=wait_s)
+            if not ready:
+                return []
+            new = ray.get(self.pending)
+        except Exception:  # noqa: BLE001 - progress lines are informative only
+            self.pending = None
+            return []
+        self.pending = None
+        self.read += len(new)
+        return new
+
+    def __getstate__(self):  # pickled with a Tune callback: never an ObjectRef of this driver
+        return {**self.__dict__, "pending": None}
+
+
 class _NoteReader:
-    """Prints the teacher tasks' progress notes as they arrive (never blocks, never raises).
+    """Prints the teacher tasks' progress notes as they arrive.
 
     It starts at the notes there are now: the registry lives as long as the driver, and earlier
     cells' teachers sent theirs to it too."""
 
     def __init__(self, notes):
-        self.notes, self.pending = notes, None
+        self.notes = notes
         try:
-            self.read = ray.get(notes.note_count.remote(), timeout=30)
+            self.feed = NoteFeed(start=ray.get(notes.note_count.remote(), timeout=30))
         except Exception:  # noqa: BLE001 - progress lines are informative only
             self.notes = None
 
     def print_new(self, wait_s: float = 0.0) -> None:
         if self.notes is None:
             return
-        try:
-            if self.pending is None:
-                self.pending = self.notes.notes_since.remote(self.read)
-            ready, _ = ray.wait([self.pending], timeout=wait_s)
-            if not ready:
-                return
-            new = ray.get(self.pending)
-        except Exception:  # noqa: BLE001 - progress lines are informative only
-            self.pending = None
-            return
-        self.pending = None
-        self.read += len(new)
-        for note in new:
+        for note in self.feed.fetch(self.notes, wait_s):
             if note.get("who") == TASK_NOTES and note.get("event") != "done":  # "done": the record's own line
                 print(f"[csrec.sweep] {progress_line(note)}", flush=True)
 

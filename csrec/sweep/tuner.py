@@ -84,7 +84,7 @@ from csrec.sweep.schedule import (
     ASHA_STATE_FILE, SYNC_STATE_FILE, BatchRungStopper, GridPoints, ResumableASHA, batched,
 )
 from csrec.sweep.stores import make_registry, prebuild_stores
-from csrec.sweep.teachers import TeacherReport, progress_line, read_teacher_records, train_teachers
+from csrec.sweep.teachers import NoteFeed, TeacherReport, progress_line, read_teacher_records, train_teachers
 from csrec.sweep.trial import METRIC, MODE, REPLICATE, SweepContext, drop_training_states, run_trial
 
 OUTCOMES_FILE = "csrec_trial_outcomes.jsonl"
@@ -209,13 +209,12 @@ class _TrialLines(ray_tune.Callback):
         self.every_s = every_s
         self.poll_s = poll_s
         self._last: dict[str, float] = {}
-        self._notes_read = 0
+        self._feed = NoteFeed()
         self._polled = 0.0
-        self._pending = None  # the ObjectRef of a request for notes not answered yet
 
     def on_step_end(self, iteration, trials, **info):
         """Print the teacher progress notes of this cell's trials (csrec.sweep.teachers.TeacherProgress)."""
-        if self._pending is not None or time.monotonic() - self._polled >= self.poll_s:
+        if self._feed.pending is not None or time.monotonic() - self._polled >= self.poll_s:
             self._print_notes(trials)
 
     def on_experiment_end(self, trials, **info):
@@ -227,27 +226,15 @@ class _TrialLines(ray_tune.Callback):
         has come: the Tune loop never waits on the registry (except ``wait_s`` at the end)."""
         if not ray.is_initialized():  # a callback outside a sweep (tests)
             return
-        try:
-            if self._pending is None:
-                self._polled = time.monotonic()
-                self._pending = store_registry().notes_since.remote(self._notes_read)
-            ready, _ = ray.wait([self._pending], timeout=wait_s)
-            if not ready:
-                return
-            notes = ray.get(self._pending)
-        except Exception:  # noqa: BLE001 - progress lines are informative only
-            self._pending = None
-            return
-        self._pending = None
-        self._notes_read += len(notes)
+        if self._feed.pending is None:
+            self._polled = time.monotonic()
+        notes = self._feed.fetch(store_registry(), wait_s)
         mine = {t.trial_id: t for t in trials}
         for note in notes:
             trial = mine.get(note.get("who"))
             if trial is not None:
                 self._print(trial, progress_line(note))
 
-    def __getstate__(self):  # pickled with the Tuner: never an ObjectRef of this driver
-        return {**self.__dict__, "_pending": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._print_notes(trials)  # a trial's teachers before its student's epochs

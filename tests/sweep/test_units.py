@@ -371,9 +371,9 @@ def test_trial_lines_pickle_without_a_request_in_flight():
     from csrec.sweep.tuner import _TrialLines
 
     lines = _TrialLines("lastfm/gru4rec/csrec-m", epochs=100)
-    lines._pending = threading.Lock()  # stands for an ObjectRef: not picklable
+    lines._feed.pending = threading.Lock()  # stands for an ObjectRef: not picklable
     clone = pickle.loads(pickle.dumps(lines))
-    assert clone._pending is None and clone.cell == lines.cell and lines._pending is not None
+    assert clone._feed.pending is None and clone.cell == lines.cell and lines._feed.pending is not None
 
 
 def test_a_local_ray_runtime_gives_its_dashboard_time_on_a_busy_machine(monkeypatch):
