@@ -92,24 +92,36 @@ def test_ensemble_weights_reach_the_store_and_its_fingerprint(tmp_path, data, me
         method_config("csrec-m", ensemble="probs", ensemble_weights=[-1.0, 2.0])
 
 
-def test_a_teacher_interrupted_in_training_resumes_from_its_partial_state(tmp_path, data, method_config):
+@pytest.mark.parametrize("method", ["csrec-m", "csrec-t"])
+def test_a_teacher_interrupted_in_training_resumes_from_its_partial_state(tmp_path, data, method_config, method,
+                                                                          monkeypatch):
     """What a killed pool.get leaves (the state after epoch 1) is continued, not retrained, and the
-    teacher equals one trained without interruption; the partial state goes once the teacher is saved."""
+    teacher equals one trained without interruption; the partial state goes once the teacher is saved.
+
+    CSRec-T's robust teacher also carries its noise model and the column max's bookkeeping; a
+    catalogue too large for an exact column max every step (Yelp's) refreshes its arg-max rows
+    every few steps, which the resumed run must continue on the same step."""
+    from csrec.methods import teachers as teachers_module
     from csrec.methods import train_teacher
 
-    config = method_config("csrec-m", num_teachers=1)
+    if method == "csrec-t":  # this catalogue takes the large-catalogue path: arg-max refreshed every 3 steps
+        init = teachers_module.NoiseMatrix.__init__
+        monkeypatch.setattr(teachers_module.NoiseMatrix, "__init__",
+                            lambda self, n, dim=64, **kw: init(self, n, dim, exact_limit=1, refresh_every=3, **kw))
+    config = method_config(method, num_teachers=1)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3, patience=0))
     (spec,) = teacher_specs(config)
     pool = TeacherPool(tmp_path / "pool")
     key = spec.key(data.fingerprint, config.train)
     partial = pool.partial_path(key)
+    side = pool.get(spec.side, data, config.train).model if spec.robust else None
 
     def stop_after_first(log):
         if log.epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(spec, data, config.train, on_epoch=stop_after_first, state_path=partial)
+        train_teacher(spec, data, config.train, side=side, on_epoch=stop_after_first, state_path=partial)
     assert partial.is_file() and not pool.has(spec, data, config.train)
     resumed = pool.get(spec, data, config.train)
     straight = TeacherPool(tmp_path / "other").get(spec, data, config.train)
@@ -117,4 +129,5 @@ def test_a_teacher_interrupted_in_training_resumes_from_its_partial_state(tmp_pa
     assert resumed.info["test"] == straight.info["test"]
     want = straight.model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in resumed.model.state_dict().items())
-    assert _files(tmp_path / "pool") == [f"teacher-{key}.pt"]  # no partial state left behind
+    side_files = [f"teacher-{spec.side.key(data.fingerprint, config.train)}.pt"] if spec.robust else []
+    assert _files(tmp_path / "pool") == sorted([f"teacher-{key}.pt", *side_files])  # no partial state left behind
