@@ -19,10 +19,12 @@ from csrec.report.build import report
 from csrec.report.outputs import write_run_outputs
 from csrec.report.robustness import plot_robustness, write_robustness
 from csrec.report.runs import ReportError, Run
-from csrec.report.stats import length_buckets, paired_ttest, popular_items, popular_test_users, significance_marks
+from csrec.report.stats import (
+    group_tests, length_buckets, paired_ttest, popular_items, popular_test_users, significance_marks,
+)
 
 __all__ = [
-    "ReportError", "Run", "length_buckets", "paired_ttest", "plot_robustness", "popular_items", "popular_test_users",
+    "ReportError", "Run", "group_tests", "length_buckets", "paired_ttest", "plot_robustness", "popular_items", "popular_test_users",
     "report", "significance_marks", "write_robustness", "write_run_outputs",
 ]
 

@@ -38,7 +38,7 @@ from csrec.report.runs import (  # noqa: E402
     Run, backbone_label, best_on_validation, dataset_label, display_path, method_label,
 )
 from csrec.report.stats import (  # noqa: E402
-    POPULAR_FRACTION, group_means, length_buckets, popular_items, popular_test_users,
+    ALPHA, POPULAR_FRACTION, group_means, group_tests, length_buckets, popular_items, popular_test_users,
 )
 from csrec.search.space import ABLATIONS, Ablation  # noqa: E402
 
@@ -135,7 +135,11 @@ def _slug(text: str) -> str:
 # --- per-sequence figures ------------------------------------------------------------------------------
 def _group_figure(run: Run, dataset: str, groups: np.ndarray, labels: list[str], *, kind: str, out_dir: Path,
                   title: str, xlabel: str, bars: bool, records: list) -> str | None:
-    """Rows = backbones, columns = Recall@10 / NDCG@10; bars (or lines) per method over the groups."""
+    """Rows = backbones, columns = Recall@10 / NDCG@10; bars (or lines) per method over the groups.
+
+    Each method's value in a group is marked ``*`` (``↓``) when it is significantly above (below)
+    Base's in that group: :func:`group_tests` over the group's test sequences.
+    """
     backbones = [b for b in run.backbones(dataset) if any(k[:2] == (dataset, b) for k in run.best)]
     if not backbones:
         return None
@@ -146,34 +150,50 @@ def _group_figure(run: Run, dataset: str, groups: np.ndarray, labels: list[str],
     handles = {}
     for r, backbone in enumerate(backbones):
         methods = [m for m in run.methods(dataset, backbone) if (dataset, backbone, m) in run.best]
-        means = {}
+        means, marks = {}, {}
+        base = run.best.get((dataset, backbone, "base"))
         for method in methods:
             vectors = run.best[(dataset, backbone, method)]
+            tests = {}
             for metric, _ in METRICS:
                 means[(method, metric)] = group_means(vectors[metric], groups, n_groups)[0]
+                if method != "base" and base is not None and len(base[metric]) == len(vectors[metric]):
+                    tests[metric] = group_tests(vectors[metric], base[metric], groups, n_groups)
+                    marks[(method, metric)] = tests[metric][1]
             for g in range(n_groups):
-                records.append({"dataset": dataset, "backbone": backbone, "method": method,
-                                "group": labels[g].split("\n")[0], "sequences": int(counts[g]),
-                                **{metric: float(means[(method, metric)][g]) for metric, _ in METRICS}})
+                record = {"dataset": dataset, "backbone": backbone, "method": method,
+                          "group": labels[g].split("\n")[0], "sequences": int(counts[g]),
+                          **{metric: float(means[(method, metric)][g]) for metric, _ in METRICS}}
+                for metric, (p_values, group_marks) in tests.items():
+                    record[f"p_vs_base_{metric}"] = float(p_values[g])
+                    record[f"vs_base_{metric}"] = group_marks[g]
+                records.append(record)
         width = 0.8 / max(len(methods), 1)
         x = np.arange(n_groups)
         for c, (metric, ylabel) in enumerate(METRICS):
             ax = axes[r][c]
             for i, method in enumerate(methods):
                 values = 100 * means[(method, metric)]
+                at = x - 0.4 + width * (i + 0.5) if bars else x
                 if bars:
-                    h = ax.bar(x - 0.4 + width * (i + 0.5), values, width, color=METHOD_COLORS.get(method),
+                    h = ax.bar(at, values, width, color=METHOD_COLORS.get(method),
                                label=method_label(method), edgecolor="white", linewidth=0.5)
                 else:
                     (h,) = ax.plot(x, values, marker=MARKERS[i % len(MARKERS)], color=METHOD_COLORS.get(method),
                                    label=method_label(method), linewidth=1.8)
                 handles[method] = h
+                for where, value, mark in zip(at, values, marks.get((method, metric), ())):
+                    if mark and np.isfinite(value):
+                        # Lines: each method's mark a few points to the side, so marks at one x do not overlap.
+                        offset = (0, 1) if bars else (7 * (i - (len(methods) - 1) / 2), 5)
+                        ax.annotate(mark, (where, value), xytext=offset, textcoords="offset points",
+                                    ha="center", va="bottom", fontsize=9, color=METHOD_COLORS.get(method, "black"))
             ax.set_xticks(x)
             ax.set_xticklabels([f"{lab}\n(n={int(k)})" for lab, k in zip(labels, counts)])
             ax.set_ylabel(f"test {ylabel}")
             ax.set_xlabel(xlabel)
             ax.set_title(f"{backbone_label(backbone)}: {ylabel.split(' ')[0]}")
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.06)  # room for the marks above the highest bar
     ordered = [m for m in ("base", "softrec", "csrec-m", "csrec-d", "csrec-t") if m in handles]
     ordered += [m for m in handles if m not in ordered]
     fig.suptitle(title, fontsize=12)
@@ -207,8 +227,34 @@ def popularity_figures(run: Run, out_dir: Path) -> tuple[list[FigureOut], pd.Dat
             "fig1_4", title, file,
             f"Test Recall@10 and NDCG@10 (%) of each method's best trial on {dataset_label(dataset)}, separately for "
             f"users whose test item is among the {int(100 * POPULAR_FRACTION)}% most frequent training items "
-            f"({int(popular.sum())} users) and for the others ({int((~popular).sum())} users)."))
+            f"({int(popular.sum())} users) and for the others ({int((~popular).sum())} users). {GROUP_MARKS_TEXT} "
+            + _group_marks_summary([r for r in records if r["dataset"] == dataset])))
     return outs, pd.DataFrame(records)
+
+
+GROUP_MARKS_TEXT = (f"Above a bar or point, * marks a method significantly above Base within that group and ↓ "
+                    f"significantly below (two-sided paired t-test over the group's test sequences, p < {ALPHA:g}).")
+
+
+def _group_marks_summary(records: list[dict]) -> str:
+    """One sentence per backbone: which methods are significantly above or below Base in each group."""
+    sentences = []
+    for backbone in dict.fromkeys(r["backbone"] for r in records):
+        rows = [r for r in records if r["backbone"] == backbone and "vs_base_recall@10" in r]
+        if not rows:
+            continue
+        parts = []
+        for group in dict.fromkeys(r["group"] for r in rows):
+            listed = []
+            for r in rows:
+                if r["group"] != group:
+                    continue
+                pair = "/".join(r[f"vs_base_{metric}"] or "–" for metric, _ in METRICS)
+                if pair != "–/–":
+                    listed.append(f"{method_label(r['method'])} {pair}")
+            parts.append(f"{group}: {', '.join(listed) if listed else 'none'}")
+        sentences.append(f"{backbone_label(backbone)} against Base (Recall@10/NDCG@10), {'; '.join(parts)}.")
+    return " ".join(sentences)
 
 
 def length_figures(run: Run, out_dir: Path, n_buckets: int = 4) -> tuple[list[FigureOut], pd.DataFrame]:
@@ -236,7 +282,8 @@ def length_figures(run: Run, out_dir: Path, n_buckets: int = 4) -> tuple[list[Fi
             "fig5", title, file,
             f"Test Recall@10 and NDCG@10 (%) of each method's best trial on {dataset_label(dataset)}, with the test "
             f"sequences bucketed by the length of their source user's whole interaction history "
-            f"({', '.join(labels)}; the sub-session windows themselves are at most {data.max_len} items)."))
+            f"({', '.join(labels)}; the sub-session windows themselves are at most {data.max_len} items). "
+            f"{GROUP_MARKS_TEXT}"))
     return outs, pd.DataFrame(records)
 
 

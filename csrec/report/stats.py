@@ -148,6 +148,24 @@ def length_buckets(lengths: np.ndarray, n_buckets: int = 4) -> tuple[np.ndarray,
     return index.astype(np.int64), labels
 
 
+def group_tests(a, b, groups: np.ndarray, n_groups: int, alpha: float = ALPHA) -> tuple[np.ndarray, list[str]]:
+    """Within each group of sequences, a against b: (two-sided paired t-test p per group, mark per group).
+
+    The mark is ``*`` when a is significantly higher (p < alpha), ``↓`` when significantly lower,
+    else empty: Fig. 1/4 and Fig. 5 ask whether a gain over Base holds within a user group, not
+    only over all users.
+    """
+    a, b, groups = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), np.asarray(groups)
+    p_values, marks = np.full(n_groups, np.nan), []
+    for g in range(n_groups):
+        keep = groups == g
+        p = paired_ttest(a[keep], b[keep])
+        p_values[g] = p
+        higher = float(a[keep].mean()) > float(b[keep].mean()) if keep.any() else False
+        marks.append("" if math.isnan(p) or p >= alpha else ("*" if higher else "↓"))
+    return p_values, marks
+
+
 def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """(mean per group, count per group); NaN for an empty group."""
     values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups)

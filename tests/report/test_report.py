@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from csrec.data.dataset import SequenceData
 from csrec.metrics import ndcg_at_k, recall_at_k
 from csrec.report import (
-    Run, length_buckets, paired_ttest, popular_items, popular_test_users, report, significance_marks,
+    Run, group_tests, length_buckets, paired_ttest, popular_items, popular_test_users, report, significance_marks,
 )
 
 from fake_sweep import make_run
@@ -263,6 +264,24 @@ def test_popularity_split_is_exactly_the_top_20_percent_by_training_frequency():
     assert not popular_items(np.array([0, 4, 1]))[0]  # padding is never popular
 
 
+def test_group_tests_mark_gains_and_losses_within_each_group():
+    """Group 0: a above b by 1 ± noise (significant); group 1: below by 1 ± noise; group 2: differences
+    +0.5, −0.5, … (mean 0, p = 1); group 3: identical values (p undefined): no mark for either."""
+    rng = np.random.default_rng(0)
+    b = rng.normal(size=40)
+    groups = np.repeat([0, 1, 2, 3], 10)
+    shift = np.select([groups == 0, groups == 1, groups == 2], [1.0 + rng.normal(scale=0.1, size=40),
+                                                              -1.0 + rng.normal(scale=0.1, size=40),
+                                                              np.tile([0.5, -0.5], 20)], 0.0)
+    a = b + shift
+    p_values, marks = group_tests(a, b, groups, 4)
+    for g in range(3):
+        keep = groups == g
+        assert p_values[g] == pytest.approx(stats.ttest_rel(a[keep], b[keep]).pvalue)
+    assert p_values[0] < 0.05 and p_values[1] < 0.05 and p_values[2] == pytest.approx(1.0) and np.isnan(p_values[3])
+    assert marks == ["*", "↓", "", ""]
+
+
 def test_length_buckets_cover_every_sequence():
     lengths = np.array([2, 3, 3, 4, 5, 8, 9, 12, 19, 19, 19])
     index, labels = length_buckets(lengths, 4)
@@ -326,6 +345,7 @@ def test_group_figures_values_match_a_hand_computation(fake_run, fake_report):
     history = data.source_history_lengths()
     index, labels = length_buckets(history, 4)
     groups = {"popularity_groups.csv": None, "length_buckets.csv": (index, labels)}
+    checked = 0
     for name, grouping in groups.items():
         frame = pd.read_csv(fake_report.parent / name)
         assert len(frame)
@@ -336,8 +356,20 @@ def test_group_figures_values_match_a_hand_computation(fake_run, fake_report):
             else:
                 keep = grouping[0] == grouping[1].index(row["group"])
             assert row["sequences"] == int(keep.sum())
+            base = run.best[(row["dataset"], row["backbone"], "base")]
             for metric in ("recall@10", "ndcg@10"):
                 assert row[metric] == pytest.approx(vectors[metric][keep].mean())
+                if row["method"] == "base":
+                    assert pd.isna(row[f"p_vs_base_{metric}"])
+                    continue
+                # The mark against Base within the group: scipy's paired t-test over its sequences.
+                a, b = vectors[metric][keep], base[metric][keep]
+                want = stats.ttest_rel(a, b).pvalue if np.any(a != b) else np.nan
+                assert row[f"p_vs_base_{metric}"] == pytest.approx(want, nan_ok=True)
+                mark = row[f"vs_base_{metric}"] if isinstance(row[f"vs_base_{metric}"], str) else ""
+                assert mark == ("" if not want < 0.05 else "*" if a.mean() > b.mean() else "↓")
+                checked += 1
+    assert checked > 0
 
 
 def test_damaged_files_never_crash_the_report(tmp_path, capsys):
