@@ -5,8 +5,9 @@
                                [--gpu-throughput bench/results/throughput_gpu.md]
 
 Reads the run's ``results.parquet`` (one row per trial) and its teacher pool (``--pool``, default
-the run's ``teachers/``: each teacher's ``.json`` record and, for its epochs, its checkpoint) and
-writes bench/results/sweep_cost_<name>.md:
+the run's ``teachers/``: each teacher's ``.json`` record and, for its epochs, its checkpoint; for a
+teacher the pool no longer holds, the record its best trial keeps in ``best/*.trial.json``, so a
+compact copy alone is enough) and writes bench/results/sweep_cost_<name>.md:
 
 * per cell: trials (completed / stopped early / other), student epochs, trial hours, teachers the
   cell trained and their epochs and hours, the teachers a per-trial design would have trained
@@ -78,18 +79,37 @@ def trial_table(trials: pd.DataFrame, m: int) -> pd.DataFrame:
     return frame
 
 
-def teacher_records(pool: Path, run: Path) -> pd.DataFrame:
-    """The pool's teachers this run trained: one row each, with the experiment that trained it
-    (a cell's, or ``grid`` for those the run trained before its cells), epochs, hours and peak RSS."""
+def teacher_records(pool: Path, run: Path, experiments: set[str]) -> pd.DataFrame:
+    """The teachers this run trained: one row each, with the experiment that trained it (a cell's,
+    or ``grid`` for those the run trained before its cells), epochs, hours and peak RSS.
+
+    From the pool's records, and from the teachers' records in the best trials' ``best/*.trial.json``
+    for those the pool no longer holds (a run continued on another machine from its compact copy,
+    whose earlier teachers stayed behind): such a record counts when one of this run's
+    ``experiments`` trained it."""
     shared = pool != (run / "teachers").resolve()
-    rows = []
-    for record in trained_by_run(read_teacher_records(pool), run, shared):
+    rows, seen = [], set()
+    for record in trained_by_run(read_teacher_records(pool), run, shared) if pool.is_dir() else []:
         checkpoint = pool / f"teacher-{record['key']}.pt"
         info = torch.load(checkpoint, map_location="cpu", weights_only=False)["info"] if checkpoint.is_file() else {}
         label = str(record.get("sweep", ""))
+        seen.add(record["key"])
         rows.append({"experiment": label.rsplit(":", 1)[-1] if shared else label, "describe": record.get("describe"),
                      "trained_by": record.get("trained_by"), "hours": float(record.get("seconds", 0.0)) / 3600,
                      "epochs": int(info.get("epochs_run", 0)), "peak_rss_mib": record.get("peak_rss_mib")})
+    for path in sorted((run / "best").glob("*.trial.json")):
+        try:
+            kept = json.loads(path.read_text()).get("teachers") or []
+        except (OSError, json.JSONDecodeError):
+            continue
+        for record in kept:
+            experiment = str(record.get("sweep", "")).rsplit(":", 1)[-1]
+            if not record.get("trained") or record.get("key") in seen or experiment not in experiments:
+                continue
+            seen.add(record["key"])
+            rows.append({"experiment": experiment, "describe": record.get("describe"),
+                         "trained_by": record.get("trained_by"), "hours": float(record.get("seconds", 0.0)) / 3600,
+                         "epochs": int(record.get("epochs_run", 0)), "peak_rss_mib": record.get("peak_rss_mib")})
     return pd.DataFrame(rows, columns=["experiment", "describe", "trained_by", "hours", "epochs", "peak_rss_mib"])
 
 
@@ -192,7 +212,8 @@ def main() -> None:
     trials = trial_table(pd.read_parquet(run / "results.parquet"), fixed_teacher_count(run))
     trials = trials[trials["ablation"].isna()] if "ablation" in trials else trials
     dataset = str(trials["dataset"].iloc[0])
-    teachers = teacher_records((args.pool or run / "teachers").resolve(), run)
+    experiments = {Path(str(p)).parent.name for p in trials["trial_path"].dropna()} if "trial_path" in trials else set()
+    teachers = teacher_records((args.pool or run / "teachers").resolve(), run, experiments)
     cells = cell_rows(trials, teachers)
 
     header = ["backbone", "method", "trials (completed / stopped early)", "student epochs", "hours (students + teachers)",
