@@ -39,6 +39,13 @@ def run_once(dataset: str, backbone: str, method: str, precision: str, seed: int
     return json.loads(path.read_text())
 
 
+def _teachers(fp32: list[list[float]], bf16: list[list[float]]) -> str:
+    """Each teacher of the first seed's run, fp32 / bf16 (CSRec-T: side teacher, then the robust one)."""
+    if not fp32 or not fp32[0]:
+        return "–"
+    return ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(fp32[0], bf16[0]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="base:gru4rec,base:sasrec,csrec-m:gru4rec", help="comma list of method:backbone")
@@ -62,6 +69,8 @@ def main() -> None:
                 "ndcg": np.array([r["test"]["ndcg@10"] for r in runs]) * 100,
                 "epochs": [f"{r['best_epoch']}/{r['epochs_run']}" for r in runs],
                 "epoch_s": np.mean([r["timings"]["train_epoch_s"] + r["timings"]["valid_pass_s"] for r in runs]),
+                # each teacher's own validation NDCG@10 (CSRec-T: the side teacher, then the robust main one)
+                "teachers": [[t["valid"]["ndcg@10"] * 100 for t in r.get("teachers") or []] for r in runs],
             }
 
         def fmt(values):
@@ -79,16 +88,18 @@ def main() -> None:
         rows.append([f"{method} {backbone}", len(run_seeds), fmt(fp32["recall"]), fmt(bf16["recall"]),
                      fmt(fp32["ndcg"]), fmt(bf16["ndcg"]), *verdict,
                      " ".join(fp32["epochs"]), " ".join(bf16["epochs"]),
-                     f"{fp32['epoch_s']:.2f} / {bf16['epoch_s']:.2f}"])
+                     f"{fp32['epoch_s']:.2f} / {bf16['epoch_s']:.2f}", _teachers(fp32["teachers"], bf16["teachers"])])
         print(rows[-1], flush=True)
     body = markdown_table(
         ["run", "seeds", "fp32 Recall@10 %", "bf16 Recall@10 %", "fp32 NDCG@10 %", "bf16 NDCG@10 %",
          "Δ Recall@10 (bf16 − fp32)", "Δ NDCG@10", "fp32 best/run epochs", "bf16 best/run epochs",
-         "mean s per epoch fp32 / bf16 (train+valid, loaded machine)"], rows)
+         "mean s per epoch fp32 / bf16 (train+valid, loaded machine)",
+         "teachers' valid NDCG@10 % fp32 / bf16 (first seed)"], rows)
     body += (f"\n\nSeeds {', '.join(map(str, seeds))} (soft-label methods: the first {args.method_seeds}); early stopping "
              "on validation NDCG@10 (patience 10, at most 200 epochs), best epoch restored, one test pass scored in "
              "float32; std is the sample standard deviation over seeds.  CSRec-M: m = 2 teachers of the same backbone "
-             "trained in the run's precision, β 0.5, T 3, factored store read in the run's precision.  The per-epoch "
+             "trained in the run's precision, β 0.5, T 3, factored store read in the run's precision; CSRec-T: the side teacher (p = 0.8) "
+             "and the robust main teacher (α 0.5, the expectation term) in the run's precision.  The per-epoch "
              "seconds are taken while other jobs shared the machine; the speed comparison is section 11's side-by-side run.")
     write_result(args.output, f"bf16 vs fp32 accuracy parity ({args.dataset})", body)
 
