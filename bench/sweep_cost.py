@@ -227,7 +227,7 @@ def main() -> None:
     rows.append(["**all**", "", f"{total['trials']}", f"{total['student_epochs']:,}", f"{total['hours']:.1f}",
                  f"{total['teachers']} ({total['teacher_epochs']:,})", f"{total['per_trial_teachers']}", "",
                  "–" if pd.isna(peak) else f"{peak:,.0f}"])
-    body = [f"Run: `{run.name}`, {len(cells)} cells.", "", markdown_table(header, rows), ""]
+    body = [f"Run: `{args.run}`, {len(cells)} cells.", "", markdown_table(header, rows), ""]
 
     cpu = per_epoch_seconds(read_markdown_table(args.throughput))
     gpu = per_epoch_seconds(read_markdown_table(args.gpu_throughput)) if args.gpu_throughput.is_file() else None
