@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--valid-sequences", type=int, default=3000)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--output", default=None, help="bench/results/<NAME>.md (default robust_teacher_probe_<dataset>)")
     args = parser.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
@@ -106,7 +107,7 @@ def main() -> None:
                  f"stopping.  Loss terms are epoch means; entropy and top-1 probability over {len(rows):,} evenly spaced "
                  f"validation sequences (uniform entropy {np.log(data.n_items):.2f} nats); s = seconds since the "
                  f"variant started, on a machine shared with other jobs.")
-        write_result(f"robust_teacher_probe_{args.dataset}", f"CSRec-T's robust teacher, first epochs ({args.dataset})",
+        write_result(args.output or f"robust_teacher_probe_{args.dataset}", f"CSRec-T's robust teacher, first epochs ({args.dataset})",
                      body)
 
 

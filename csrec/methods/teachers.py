@@ -62,6 +62,10 @@ class TeacherSpec:
         out["model"] = dict(self.model)
         if self.noise_column_max == "exact":
             del out["noise_column_max"]  # the default leaves the keys of existing pools unchanged
+            if self.robust:
+                # The exact column max of a large catalogue is floored by the batch's own rows
+                # (NoiseMatrix.column_max); robust teachers trained before that get other keys.
+                out["column_max_floor"] = "batch"
         if self.side is not None:
             out["side"] = self.side.to_dict()
         return out
@@ -120,8 +124,11 @@ class NoiseMatrix(nn.Module):
     ``max_k h̃_{k,j}`` (Eq. 16), ``column_max="exact"`` (the paper's formula): the arg-max row of
     every column is found with a chunked pass over the full matrix, and the max itself is
     recomputed from those rows so gradients flow through it.  When |I|² exceeds ``exact_limit``
-    the arg-max is refreshed once per ``refresh_every`` steps instead of every step (the value
-    is still exact for the rows found).  ``column_max="running"`` is the authors' code
+    the arg-max is refreshed once per ``refresh_every`` steps instead of every step; in between,
+    the max is that of the stale arg-max rows and the batch's own rows h̃_{i,·}.  Without the
+    batch's rows the stale value can fall below h̃_{i,j}, and Eq. 16's inner term below log|I|:
+    the loss then has no floor, and the teacher learns to push it down instead of fitting the data
+    (on Yelp, 20,033 items, a GRU4Rec teacher collapsed to a near one-hot softmax; BENCHMARKS §3).  ``column_max="running"`` is the authors' code
     (``PriorPreferModel.py``): the column max over the batch's observed rows, element-wise maxed
     with a detached running max of all earlier batches (starting at −10, never decreased), so
     gradient flows only where the batch sets a new max.
@@ -181,7 +188,10 @@ class NoiseMatrix(nn.Module):
         if self._argmax is None or self._steps % self.refresh_every == 0:
             self._argmax = self.column_argmax()
         self._steps += 1
-        return (self.observed[self._argmax] * self.preferred).sum(-1)
+        from_rows = (self.observed[self._argmax] * self.preferred).sum(-1)
+        if self.refresh_every == 1 or h_rows is None:
+            return from_rows  # refreshed this step: the max over every row
+        return torch.maximum(from_rows, widen(h_rows).amax(0))
 
 
 class RobustTeacherLoss:

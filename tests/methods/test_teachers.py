@@ -94,6 +94,42 @@ def test_column_max_refreshes_argmax_every_k_steps_when_large():
     assert noise._argmax.tolist() == new_rows
 
 
+def test_stale_column_max_is_floored_by_the_batch_rows_so_eq16_keeps_its_bound():
+    """Between refreshes the stale arg-max rows can score below this batch's own rows; the column
+    max is then the larger of the two, so max_k h̃_kj ≥ h̃_ij for every batch row i, Eq. 16's inner
+    term stays ≥ log|I|, and the value never exceeds the true column max."""
+    from csrec.methods.losses import relaxed_expectation
+
+    n = 11
+    noise = _noise(n=n, dim=3, exact_limit=0, refresh_every=5)
+    noise.column_max()  # step 0: refresh
+    with torch.no_grad():
+        noise.observed.mul_(-1.0)  # every column's arg-max row changes
+    items = torch.tensor([0, 4, 7])
+    h_rows = noise.rows(items)
+    stale_only = (noise.observed[noise._argmax] * noise.preferred).sum(-1).detach()
+    assert (stale_only.unsqueeze(0) < h_rows.detach()).any()  # without the floor the bound would break
+    floored = noise.column_max(h_rows)  # step 1: stale arg-max rows
+    torch.testing.assert_close(floored, torch.maximum(stale_only, h_rows.detach().amax(0)))
+    assert (floored.unsqueeze(0) >= h_rows).all()
+    assert (floored <= torch.tensor(_brute_column_max(noise)[0], dtype=torch.float64) + 1e-12).all()
+    probs = torch.softmax(torch.randn(3, n, dtype=torch.float64), dim=-1)
+    assert float(relaxed_expectation(probs, h_rows, floored, n)) >= math.log(n)
+    # The gradient reaches the batch's rows where they set the max.
+    floored.sum().backward()
+    assert noise.observed.grad[items].abs().sum() > 0
+
+
+def test_robust_teacher_keys_changed_with_the_floor():
+    """Robust teachers trained before the floor (keys without it) are not reused; others keep their keys."""
+    plain = TeacherSpec(backbone="gru4rec", model=(), seed=1)
+    robust = TeacherSpec(backbone="gru4rec", model=(), seed=2, robust=True, alpha=0.5, side=plain)
+    assert robust.to_dict()["column_max_floor"] == "batch"
+    assert "column_max_floor" not in plain.to_dict() and "noise_column_max" not in plain.to_dict()
+    running = dataclasses.replace(robust, noise_column_max="running")
+    assert "column_max_floor" not in running.to_dict()
+
+
 # --- teacher_specs -----------------------------------------------------------------------------
 def test_specs_csrec_m(method_config):
     config = method_config("csrec-m", num_teachers=3, teacher_seed=70)
