@@ -177,6 +177,8 @@ class GridConfig:
     applies to every backbone of the grid (each must have the field).
     ``resume``: continue the run in ``storage_path`` (a ConfigError when there is none);
     ``resume_or_start``: continue it, or start one there; ``fresh``: delete it first.
+    ``redo``: cells ("dataset/backbone/method") of a resumed run to run again from scratch, for
+    results that a since-fixed csrec produced; their Tune experiments are moved aside, not deleted.
     """
 
     datasets: tuple[str, ...]
@@ -194,6 +196,7 @@ class GridConfig:
     resume: bool = False
     resume_or_start: bool = False
     fresh: bool = False
+    redo: tuple[str, ...] = ()
     epochs: int | None = None
     seed: int | None = None
     grace_period: int | None = None
@@ -212,6 +215,11 @@ class GridConfig:
             raise ConfigError("--resume and --resume-or-start exclude each other")
         if self.fresh and (self.resume or self.resume_or_start):
             raise ConfigError("--fresh deletes the run directory: it cannot be combined with --resume")
+        if self.redo and not (self.resume or self.resume_or_start):
+            raise ConfigError("--redo runs cells of an existing run again: pass --resume or --resume-or-start too")
+        for label in self.redo:
+            if len(label.split("/")) != 3:
+                raise ConfigError(f"--redo {label!r}: give cells as DATASET/BACKBONE/METHOD, e.g. yelp/gru4rec/csrec-t")
         if self.verbose not in VERBOSITY:
             raise ConfigError(f"unknown verbosity {self.verbose!r}; valid: {', '.join(map(str, VERBOSITY))}")
         if self.search not in SEARCHES:
@@ -348,6 +356,7 @@ class GridConfig:
             schedule=args.schedule, batch_size=args.batch_size, seeds=args.seeds, protocol=args.protocol,
             ablations=ablations, storage_path=args.storage_path or smoke.get("storage_path", cls.storage_path),
             teacher_pool=args.teacher_pool, resume=args.resume, resume_or_start=args.resume_or_start, fresh=args.fresh,
+            redo=tuple(c.strip() for c in args.redo.split(",") if c.strip()) if args.redo else (),
             epochs=args.epochs or smoke.get("epochs"), seed=args.seed, grace_period=args.grace_period,
             overrides=overrides, model=model, resources=resources, max_failures=args.max_failures, address=args.address,
             num_cpus=args.num_cpus, verbose=args.verbose, argv=argv,
@@ -415,6 +424,10 @@ def grid_parser() -> argparse.ArgumentParser:
     start.add_argument("--resume-or-start", action="store_true",
                        help="continue the run in --storage-path, or start it there if there is none")
     start.add_argument("--fresh", action="store_true", help="delete an existing --storage-path first")
+    parser.add_argument("--redo", default=None, metavar="CELLS",
+                        help="with --resume: run these cells again from scratch, a comma list of "
+                             "DATASET/BACKBONE/METHOD (e.g. yelp/gru4rec/csrec-t), for results an earlier csrec "
+                             "got wrong; their Tune experiments are moved aside (NAME.redo-TIME), their rows replaced")
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic grid, a few minutes on a laptop")
     parser.add_argument("--storage-path", default=None, metavar="DIR",
                         help=f"run directory (default {GridConfig.storage_path}, --smoke {SMOKE['storage_path']})")

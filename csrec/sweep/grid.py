@@ -27,6 +27,7 @@ from csrec.search.space import ABLATIONS
 from csrec.sweep.runtime import check_address, init_ray
 from csrec.sweep.teachers import read_teacher_records, train_teachers
 from csrec.sweep.tuner import (
+    REPLICATES_SUFFIX,
     SweepResult, cell_known_configs, store_registry, teacher_label, teacher_pool_dir, trained_by_run, tune,
 )
 
@@ -56,12 +57,13 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
     check_address(config.address)  # before anything is written: a wrong address fails in seconds
     _prepare(run_dir, config, log=lambda text: log(text, flush=True))
     cells = config.cells(datasets)
+    redo = _set_aside(run_dir, cells, config.redo, log=lambda text: log(text, flush=True))
     init_s = init_ray(address=config.address, num_cpus=config.num_cpus)
     pool_dir, shared_pool = teacher_pool_dir(run_dir, config.teacher_pool)
     _record_invocation(run_dir, config, cells)
     log(_announce(config, cells, datasets, run_dir, init_s), flush=True)
 
-    kept = _finished_elsewhere(run_dir, cells) if config.resume or config.resume_or_start else set()
+    kept = _finished_elsewhere(run_dir, cells) - redo if config.resume or config.resume_or_start else set()
     # Every teacher the unfinished cells know up front (paper grid, ablations): trained at once,
     # concurrently.  An Optuna cell's one shared teacher set trains when its cell starts instead, so
     # that the first cells finish (and are recorded) without waiting for every later cell's teachers.
@@ -121,6 +123,27 @@ def run_grid(config: GridConfig, log=print) -> GridResult:
 
 def _key(cell: SweepConfig) -> tuple:
     return cell.dataset, cell.backbone, cell.method, cell.ablation
+
+
+def _set_aside(run_dir: Path, cells: list[SweepConfig], labels: tuple[str, ...], log=print) -> set[tuple]:
+    """``--redo``: the keys of the named cells, whose Tune experiments (and seed replicates) are renamed
+    NAME.redo-TIME so that the cells start over; their rows are replaced once they finish again."""
+    by_label = {f"{c.dataset}/{c.backbone}/{c.method}": c for c in cells if c.ablation is None}
+    unknown = [label for label in labels if label not in by_label]
+    if unknown:
+        raise ConfigError(f"--redo {unknown[0]}: not a cell of this grid; its cells: {', '.join(by_label)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    keys = set()
+    for label in labels:
+        cell = by_label[label]
+        keys.add(_key(cell))
+        for name in (cell.experiment_name, cell.experiment_name + REPLICATES_SUFFIX):
+            if (run_dir / name).is_dir():
+                aside = run_dir / f"{name}.redo-{stamp}"
+                (run_dir / name).rename(aside)
+                log(f"[grid] --redo {label}: moved {name} aside to {aside.name}")
+        log(f"[grid] --redo {label}: the cell runs again from scratch")
+    return keys
 
 
 def _finished_elsewhere(run_dir: Path, cells: list[SweepConfig]) -> set[tuple]:

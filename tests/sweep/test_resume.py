@@ -153,3 +153,37 @@ def test_compact_copy_of_a_run_resumes_as_finished_on_another_machine(ray_sessio
     m = int(run.best_row("synthetic", "gru4rec", "csrec-m")["param/num_teachers"])
     assert len(teachers) == m and all("recall@10" in t["test"] for t in teachers)
     assert teacher_table(run).markdown() == teacher_table(Run.load(reference)).markdown()
+
+
+def test_redo_runs_a_finished_cell_again_and_replaces_its_rows(ray_session, tmp_path, grid_main, capsys):
+    """``--redo DATASET/BACKBONE/METHOD`` on a resumed run: that cell's Tune experiment is moved aside
+    and the cell runs from scratch (the same seeds give the same table); the other cells are kept."""
+    argv = ["--smoke", "--backbones", "gru4rec", "--methods", "base,softrec", "--num-samples", "1",
+            "--epochs", "2", "--max-concurrent", "1", "--address", ray_session]
+    run_dir = tmp_path / "run"
+    assert grid_main(argv + ["--storage-path", str(run_dir)]) == 0
+    before = _tables(run_dir)
+    rows_before = pd.read_parquet(run_dir / "results.parquet")
+    base_trials = sorted(p.name for p in (run_dir / "synthetic-gru4rec-base-optuna").glob("trial_*"))
+
+    capsys.readouterr()
+    assert grid_main(argv + ["--storage-path", str(run_dir), "--resume", "--redo", "synthetic/gru4rec/softrec"]) == 0
+    out = capsys.readouterr().out
+    aside = [p for p in run_dir.iterdir() if p.name.startswith("synthetic-gru4rec-softrec-optuna.redo-")]
+    assert len(aside) == 1 and f"moved synthetic-gru4rec-softrec-optuna aside to {aside[0].name}" in out
+    assert (run_dir / "synthetic-gru4rec-softrec-optuna").is_dir()  # run again from scratch
+    assert "softrec  trial" in out and "started" in out
+    assert sorted(p.name for p in (run_dir / "synthetic-gru4rec-base-optuna").glob("trial_*")) == base_trials
+    rows = pd.read_parquet(run_dir / "results.parquet")
+    assert len(rows) == len(rows_before) and sorted(rows["method"]) == sorted(rows_before["method"])
+    assert _tables(run_dir) == before
+
+    # A cell the grid does not have, and --redo without --resume, are errors that say what to do.
+    from csrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--redo synthetic/gru4rec/csrec-t: not a cell of this grid"):
+        grid_main(argv + ["--storage-path", str(run_dir), "--resume", "--redo", "synthetic/gru4rec/csrec-t"])
+    with pytest.raises(ConfigError, match="pass --resume or --resume-or-start too"):
+        grid_main(argv + ["--storage-path", str(tmp_path / "other"), "--redo", "synthetic/gru4rec/base"])
+    with pytest.raises(ConfigError, match="DATASET/BACKBONE/METHOD"):
+        grid_main(argv + ["--storage-path", str(run_dir), "--resume", "--redo", "softrec"])
