@@ -57,6 +57,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -507,7 +509,11 @@ def save_trial_model(trial_path: str | os.PathLike, base: ExperimentConfig, data
 def _tune_output(verbose: int):
     """What Ray Tune prints while a cell runs: at ``verbose`` 0 nothing (the sweep's own lines say
     what happens), else its status tables.  Its TensorBoard logger (and the hint to run
-    ``tensorboard``) only when tensorboard is installed."""
+    ``tensorboard``) only when tensorboard is installed.
+
+    Also the Ctrl-C handlers: Tuner.fit installs its own for SIGINT and SIGUSR1 and leaves them
+    installed when it returns, so the first Ctrl-C in a later cell's teacher phase only printed
+    Tune's "ending Ray Tune run" and the teachers went on; the handlers are restored afterwards."""
     env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # the CSV/JSON loggers are passed explicitly
     if verbose == 0:
         env["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy reporter prints nothing at verbosity 0
@@ -519,9 +525,15 @@ def _tune_output(verbose: int):
         optuna_log = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" per cell
     os.environ.update(env)
+    names = [n for n in ("SIGINT", "SIGUSR1") if hasattr(signal, n)]
+    handlers = ({n: signal.getsignal(getattr(signal, n)) for n in names}
+                if threading.current_thread() is threading.main_thread() else {})
     try:
         yield
     finally:
+        for name, handler in handlers.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

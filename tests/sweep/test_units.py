@@ -392,3 +392,20 @@ def test_a_local_ray_runtime_gives_its_dashboard_time_on_a_busy_machine(monkeypa
     monkeypatch.setenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "45")
     runtime.init_ray(num_cpus=1)
     assert seen == [runtime.DASHBOARD_STARTUP_TIMEOUT_S, 45] and runtime.DASHBOARD_STARTUP_TIMEOUT_S >= 300
+
+
+def test_ctrl_c_handlers_are_restored_after_a_cell_ran_tune():
+    """Tuner.fit leaves its own SIGINT handler installed; after a cell the sweep's is back, so Ctrl-C
+    in the next cell's teacher phase raises KeyboardInterrupt instead of only printing Tune's warning."""
+    import signal
+
+    from csrec.sweep.tuner import _tune_output
+
+    before = signal.getsignal(signal.SIGINT)
+    with _tune_output(0):
+        signal.signal(signal.SIGINT, lambda *_: None)  # what Tuner.fit does
+        signal.signal(signal.SIGUSR1, lambda *_: None)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
