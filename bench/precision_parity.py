@@ -39,11 +39,11 @@ def run_once(dataset: str, backbone: str, method: str, precision: str, seed: int
     return json.loads(path.read_text())
 
 
-def _teachers(fp32: list[list[float]], bf16: list[list[float]]) -> str:
-    """Each teacher of the first seed's run, fp32 / bf16 (CSRec-T: side teacher, then the robust one)."""
+def _teachers(fp32: list[list[tuple]], bf16: list[list[tuple]]) -> str:
+    """Each teacher of the first seed's run by its role, fp32 / bf16."""
     if not fp32 or not fp32[0]:
         return "–"
-    return ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(fp32[0], bf16[0]))
+    return ", ".join(f"{role} {a:.2f} / {b:.2f}" for (role, a), (_, b) in zip(fp32[0], bf16[0]))
 
 
 def main() -> None:
@@ -70,7 +70,8 @@ def main() -> None:
                 "epochs": [f"{r['best_epoch']}/{r['epochs_run']}" for r in runs],
                 "epoch_s": np.mean([r["timings"]["train_epoch_s"] + r["timings"]["valid_pass_s"] for r in runs]),
                 # each teacher's own validation NDCG@10 (CSRec-T: the side teacher, then the robust main one)
-                "teachers": [[t["valid"]["ndcg@10"] * 100 for t in r.get("teachers") or []] for r in runs],
+                "teachers": [[(t.get("role") or f"teacher {k + 1}", t["valid"]["ndcg@10"] * 100)
+                              for k, t in enumerate(r.get("teachers") or [])] for r in runs],
             }
 
         def fmt(values):
@@ -94,7 +95,7 @@ def main() -> None:
         ["run", "seeds", "fp32 Recall@10 %", "bf16 Recall@10 %", "fp32 NDCG@10 %", "bf16 NDCG@10 %",
          "Δ Recall@10 (bf16 − fp32)", "Δ NDCG@10", "fp32 best/run epochs", "bf16 best/run epochs",
          "mean s per epoch fp32 / bf16 (train+valid, loaded machine)",
-         "teachers' valid NDCG@10 % fp32 / bf16 (first seed)"], rows)
+         "teachers' valid NDCG@10 % fp32 / bf16 (first seed, by role)"], rows)
     body += (f"\n\nSeeds {', '.join(map(str, seeds))} (soft-label methods: the first {args.method_seeds}); early stopping "
              "on validation NDCG@10 (patience 10, at most 200 epochs), best epoch restored, one test pass scored in "
              "float32; std is the sample standard deviation over seeds.  CSRec-M: m = 2 teachers of the same backbone "
