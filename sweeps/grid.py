@@ -3,6 +3,7 @@
     python sweeps/grid.py --datasets all --backbones all [--methods all] [--num-samples N]
                           [--search optuna|paper-grid] [--schedule sync|async] [--seeds N]
                           [--protocol csrec|authors] [--resume | --resume-or-start | --fresh] [--smoke]
+                          [--redo DATASET/BACKBONE/METHOD,...]
                           [--storage-path DIR] [--epochs N] [--data-dir DIR] [--address auto|HOST:PORT]
                           [--verbose [0|1|2]]
                           [--ablation teachers|ratio|temperature|expectation|all (or a comma list)]
