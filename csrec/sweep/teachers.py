@@ -305,7 +305,8 @@ class TeacherReport:
             f"({self.route}, {self.wall_s:.1f}s wall"
         )
         if over:
-            text += f"; launch overhead mean {np.mean(over):.2f}s max {max(over):.2f}s"
+            # Submission to start: the wait for a free CPU when teachers outnumber them, then the start-up.
+            text += f"; submitted to started mean {np.mean(over):.2f}s max {max(over):.2f}s (queue + launch)"
         if self.trained:
             train_s = [r.get("seconds", 0.0) for r in self.trained]
             text += f"; training mean {np.mean(train_s):.2f}s; nodes {','.join(nodes)}"
