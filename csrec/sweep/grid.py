@@ -136,6 +136,13 @@ def _set_aside(run_dir: Path, cells: list[SweepConfig], labels: tuple[str, ...],
     keys = set()
     for label in labels:
         cell = by_label[label]
+        # Once per cell: the same command rerun after an interruption continues the redo instead of
+        # starting it over (an earlier redo's experiment is there beside the one it moved aside).
+        earlier = sorted(run_dir.glob(f"{cell.experiment_name}.redo-*"))
+        if earlier and (run_dir / cell.experiment_name).is_dir():
+            log(f"[grid] --redo {label}: already redone ({earlier[-1].name} holds the run before); the cell "
+                f"continues as it is (to redo it again, delete {earlier[-1].name})")
+            continue
         keys.add(_key(cell))
         for name in (cell.experiment_name, cell.experiment_name + REPLICATES_SUFFIX):
             if (run_dir / name).is_dir():

@@ -178,6 +178,14 @@ def test_redo_runs_a_finished_cell_again_and_replaces_its_rows(ray_session, tmp_
     assert len(rows) == len(rows_before) and sorted(rows["method"]) == sorted(rows_before["method"])
     assert _tables(run_dir) == before
 
+    # The same command again (say after an interruption) continues the redone cell, not a second redo.
+    capsys.readouterr()
+    assert grid_main(argv + ["--storage-path", str(run_dir), "--resume", "--redo", "synthetic/gru4rec/softrec"]) == 0
+    out = capsys.readouterr().out
+    assert "--redo synthetic/gru4rec/softrec: already redone" in out and "moved" not in out
+    assert len([p for p in run_dir.iterdir() if ".redo-" in p.name]) == 1
+    assert _tables(run_dir) == before
+
     # A cell the grid does not have, and --redo without --resume, are errors that say what to do.
     from csrec.errors import ConfigError
 
