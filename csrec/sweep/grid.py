@@ -149,6 +149,11 @@ def _set_aside(run_dir: Path, cells: list[SweepConfig], labels: tuple[str, ...],
                 aside = run_dir / f"{name}.redo-{stamp}"
                 (run_dir / name).rename(aside)
                 log(f"[grid] --redo {label}: moved {name} aside to {aside.name}")
+        marker = run_dir / f"{cell.experiment_name}.redo-{stamp}"
+        if not marker.is_dir():  # a compact copy has no experiment to move: the marker says it was redone
+            marker.mkdir()
+            write_atomic(marker / "REDO.txt", f"{label} was redone on {stamp}; its earlier run was only in "
+                                              f"results.parquet and best/ (a compact copy).\n")
         log(f"[grid] --redo {label}: the cell runs again from scratch")
     return keys
 

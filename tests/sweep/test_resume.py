@@ -186,6 +186,19 @@ def test_redo_runs_a_finished_cell_again_and_replaces_its_rows(ray_session, tmp_
     assert len([p for p in run_dir.iterdir() if ".redo-" in p.name]) == 1
     assert _tables(run_dir) == before
 
+    # On a compact copy (no Tune experiments) the redo leaves a marker, so that it too happens once.
+    from csrec.report.cli import main as report_main
+
+    copy = tmp_path / "copy"
+    assert report_main([str(run_dir), "--compact-copy", str(copy)]) == 0
+    for attempt in range(2):
+        capsys.readouterr()
+        assert grid_main(argv + ["--storage-path", str(copy), "--resume", "--redo", "synthetic/gru4rec/softrec"]) == 0
+        out = capsys.readouterr().out
+        assert ("runs again from scratch" in out) == (attempt == 0) and ("already redone" in out) == (attempt == 1)
+    (marker,) = [p for p in copy.iterdir() if ".redo-" in p.name]
+    assert (marker / "REDO.txt").is_file() and _tables(copy) == before
+
     # A cell the grid does not have, and --redo without --resume, are errors that say what to do.
     from csrec.errors import ConfigError
 
