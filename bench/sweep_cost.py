@@ -6,7 +6,7 @@
 
 Reads the run's ``results.parquet`` (one row per trial) and its teacher pool (``--pool``, default
 the run's ``teachers/``: each teacher's ``.json`` record and, for its epochs, its checkpoint; for a
-teacher the pool no longer holds, the record its best trial keeps in ``best/*.trial.json``, so a
+teacher the pool no longer holds, the record its best trial keeps (``best/*.trial.json``), so a
 compact copy alone is enough) and writes bench/results/sweep_cost_<name>.md:
 
 * per cell: trials (completed / stopped early / other), student epochs, trial hours, teachers the
@@ -42,6 +42,7 @@ from common import RESULTS, markdown_table, read_markdown_table, write_result  #
 
 from csrec.methods.config import MethodConfig  # noqa: E402
 from csrec.report.paper import METHODS  # noqa: E402
+from csrec.report.runs import Run  # noqa: E402
 from csrec.models import backbone_names  # noqa: E402
 from csrec.sweep.teachers import read_teacher_records  # noqa: E402
 from csrec.sweep.tuner import trained_by_run  # noqa: E402
@@ -79,14 +80,25 @@ def trial_table(trials: pd.DataFrame, m: int) -> pd.DataFrame:
     return frame
 
 
-def teacher_records(pool: Path, run: Path, experiments: set[str]) -> pd.DataFrame:
+def experiments_of(trials: pd.DataFrame) -> set[str]:
+    """The Tune experiments (directory names) the trials ran in."""
+    return {Path(str(p)).parent.name for p in trials["trial_path"].dropna()} if "trial_path" in trials else set()
+
+
+def _teacher_row(record: dict, experiment: str, epochs: int) -> dict:
+    return {"experiment": experiment, "describe": record.get("describe"), "trained_by": record.get("trained_by"),
+            "hours": float(record.get("seconds", 0.0)) / 3600, "epochs": epochs,
+            "peak_rss_mib": record.get("peak_rss_mib")}
+
+
+def teacher_records(pool: Path, run: Path, trials: pd.DataFrame) -> pd.DataFrame:
     """The teachers this run trained: one row each, with the experiment that trained it (a cell's,
     or ``grid`` for those the run trained before its cells), epochs, hours and peak RSS.
 
-    From the pool's records, and from the teachers' records in the best trials' ``best/*.trial.json``
-    for those the pool no longer holds (a run continued on another machine from its compact copy,
-    whose earlier teachers stayed behind): such a record counts when one of this run's
-    ``experiments`` trained it."""
+    From the pool's records, and, for those the pool no longer holds (a run continued on another
+    machine from its compact copy, whose earlier teachers stayed behind), from the records the
+    cells' best trials keep (:meth:`csrec.report.runs.Run.teacher_infos`): such a record counts
+    when one of this run's experiments trained it."""
     shared = pool != (run / "teachers").resolve()
     rows, seen = [], set()
     for record in trained_by_run(read_teacher_records(pool), run, shared) if pool.is_dir() else []:
@@ -94,22 +106,14 @@ def teacher_records(pool: Path, run: Path, experiments: set[str]) -> pd.DataFram
         info = torch.load(checkpoint, map_location="cpu", weights_only=False)["info"] if checkpoint.is_file() else {}
         label = str(record.get("sweep", ""))
         seen.add(record["key"])
-        rows.append({"experiment": label.rsplit(":", 1)[-1] if shared else label, "describe": record.get("describe"),
-                     "trained_by": record.get("trained_by"), "hours": float(record.get("seconds", 0.0)) / 3600,
-                     "epochs": int(info.get("epochs_run", 0)), "peak_rss_mib": record.get("peak_rss_mib")})
-    for path in sorted((run / "best").glob("*.trial.json")):
-        try:
-            kept = json.loads(path.read_text()).get("teachers") or []
-        except (OSError, json.JSONDecodeError):
-            continue
-        for record in kept:
+        rows.append(_teacher_row(record, label.rsplit(":", 1)[-1] if shared else label, int(info.get("epochs_run", 0))))
+    experiments, report_run = experiments_of(trials), Run.load(run)
+    for cell in trials[["dataset", "backbone", "method"]].drop_duplicates().itertuples(index=False):
+        for record in report_run.teacher_infos(*cell):
             experiment = str(record.get("sweep", "")).rsplit(":", 1)[-1]
-            if not record.get("trained") or record.get("key") in seen or experiment not in experiments:
-                continue
-            seen.add(record["key"])
-            rows.append({"experiment": experiment, "describe": record.get("describe"),
-                         "trained_by": record.get("trained_by"), "hours": float(record.get("seconds", 0.0)) / 3600,
-                         "epochs": int(record.get("epochs_run", 0)), "peak_rss_mib": record.get("peak_rss_mib")})
+            if record.get("trained") and record.get("key") not in seen and experiment in experiments:
+                seen.add(record["key"])
+                rows.append(_teacher_row(record, experiment, int(record.get("epochs_run", 0))))
     return pd.DataFrame(rows, columns=["experiment", "describe", "trained_by", "hours", "epochs", "peak_rss_mib"])
 
 
@@ -132,7 +136,7 @@ def cell_rows(trials: pd.DataFrame, teachers: pd.DataFrame) -> list[dict]:
     teachers the run trained before its cells (grid.py trains every teacher it can name up front)."""
     cells, claimed = [], set()
     for (backbone, method), group in trials.groupby(["backbone", "method"], sort=False):
-        experiments = {Path(str(p)).parent.name for p in group["trial_path"].dropna()} if "trial_path" in group else set()
+        experiments = experiments_of(group)
         own = teachers[teachers["experiment"].isin(experiments)]
         claimed |= experiments
         cells.append(_cell(backbone, method, group, own))
@@ -212,8 +216,7 @@ def main() -> None:
     trials = trial_table(pd.read_parquet(run / "results.parquet"), fixed_teacher_count(run))
     trials = trials[trials["ablation"].isna()] if "ablation" in trials else trials
     dataset = str(trials["dataset"].iloc[0])
-    experiments = {Path(str(p)).parent.name for p in trials["trial_path"].dropna()} if "trial_path" in trials else set()
-    teachers = teacher_records((args.pool or run / "teachers").resolve(), run, experiments)
+    teachers = teacher_records((args.pool or run / "teachers").resolve(), run, trials)
     cells = cell_rows(trials, teachers)
 
     header = ["backbone", "method", "trials (completed / stopped early)", "student epochs", "hours (students + teachers)",

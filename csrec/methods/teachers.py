@@ -128,10 +128,11 @@ class NoiseMatrix(nn.Module):
     the max is that of the stale arg-max rows and the batch's own rows h̃_{i,·}.  Without the
     batch's rows the stale value can fall below h̃_{i,j}, and Eq. 16's inner term below log|I|:
     the loss then has no floor, and the teacher learns to push it down instead of fitting the data
-    (on Yelp, 20,033 items, a GRU4Rec teacher collapsed to a near one-hot softmax; BENCHMARKS §3).  ``column_max="running"`` is the authors' code
-    (``PriorPreferModel.py``): the column max over the batch's observed rows, element-wise maxed
-    with a detached running max of all earlier batches (starting at −10, never decreased), so
-    gradient flows only where the batch sets a new max.
+    (on Yelp, 20,033 items, a GRU4Rec teacher collapsed to a near one-hot softmax; BENCHMARKS §3).
+    ``column_max="running"`` is the authors' code (``PriorPreferModel.py``): the column max over
+    the batch's observed rows, element-wise maxed with a detached running max of all earlier
+    batches (starting at −10, never decreased), so gradient flows only where the batch sets a new
+    max.
     """
 
     def __init__(self, n_items: int, dim: int = 64, exact_limit: int = 1 << 25, refresh_every: int = 50,

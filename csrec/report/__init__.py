@@ -24,8 +24,8 @@ from csrec.report.stats import (
 )
 
 __all__ = [
-    "ReportError", "Run", "group_tests", "length_buckets", "paired_ttest", "plot_robustness", "popular_items", "popular_test_users",
-    "report", "significance_marks", "write_robustness", "write_run_outputs",
+    "ReportError", "Run", "group_tests", "length_buckets", "paired_ttest", "plot_robustness", "popular_items",
+    "popular_test_users", "report", "significance_marks", "write_robustness", "write_run_outputs",
 ]
 
 

@@ -237,7 +237,6 @@ class _TrialLines(ray_tune.Callback):
             if trial is not None:
                 self._print(trial, progress_line(note))
 
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._print_notes(trials)  # a trial's teachers before its student's epochs
         now = time.monotonic()
