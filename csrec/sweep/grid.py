@@ -133,13 +133,14 @@ def _set_aside(run_dir: Path, cells: list[SweepConfig], labels: tuple[str, ...],
     if unknown:
         raise ConfigError(f"--redo {unknown[0]}: not a cell of this grid; its cells: {', '.join(by_label)}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    pending = _redo_pending(run_dir)
     keys = set()
     for label in labels:
         cell = by_label[label]
         # Once per cell: the same command rerun after an interruption continues the redo instead of
         # starting it over (an earlier redo's experiment is there beside the one it moved aside).
         earlier = sorted(run_dir.glob(f"{cell.experiment_name}.redo-*"))
-        if earlier and (run_dir / cell.experiment_name).is_dir():
+        if earlier and ((run_dir / cell.experiment_name).is_dir() or _key(cell) in pending):
             log(f"[grid] --redo {label}: already redone ({earlier[-1].name} holds the run before); the cell "
                 f"continues as it is (to redo it again, delete {earlier[-1].name})")
             continue
@@ -155,18 +156,42 @@ def _set_aside(run_dir: Path, cells: list[SweepConfig], labels: tuple[str, ...],
             write_atomic(marker / "REDO.txt", f"{label} was redone on {stamp}; its earlier run was only in "
                                               f"results.parquet and best/ (a compact copy).\n")
         log(f"[grid] --redo {label}: the cell runs again from scratch")
+    _mark_redo(run_dir, keys, stamp)
     return keys
+
+
+def _summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _redo_pending(run_dir: Path) -> set[tuple]:
+    """The main cells that summary.json says a ``--redo`` is running again (until they finish)."""
+    return {(c.get("dataset"), c.get("backbone"), c.get("method"), None)
+            for c in _summary(run_dir).get("cells", []) if c.get("redo") and not c.get("complete")}
+
+
+def _mark_redo(run_dir: Path, keys: set[tuple], stamp: str) -> None:
+    """Record in summary.json that the cells ``keys`` are not finished: a redo interrupted before its
+    Tune experiment exists must not pass for the earlier, finished run on the next invocation (with or
+    without --redo).  Their earlier rows stay in results.parquet until the cell finishes again."""
+    summary = _summary(run_dir)
+    cells = summary.get("cells", [])
+    marked = [c for c in cells if (c.get("dataset"), c.get("backbone"), c.get("method"), None) in keys]
+    for entry in marked:
+        entry.update(complete=False, redo=stamp)
+    if marked:
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1, default=str))
 
 
 def _finished_elsewhere(run_dir: Path, cells: list[SweepConfig]) -> set[tuple]:
     """The cells that summary.json records as complete but whose Tune experiment is not in ``run_dir``:
     a run directory copied (compact: results.parquet, summary.json, run.json, best/) from another
     machine.  Their rows are kept as they are; rerunning them would only repeat the same work."""
-    path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return set()
+    summary = _summary(run_dir)
     recorded = {(c.get("dataset"), c.get("backbone"), c.get("method"), c.get("ablation"))
                 for c in [*summary.get("cells", []), *summary.get("ablations", [])] if c.get("complete")}
     return {_key(cell) for cell in cells

@@ -405,6 +405,12 @@ def _tune(config: SweepConfig) -> SweepResult:
     # Teachers and stores known before the trials start.
     teacher_report, stores = None, {}
     known = cell_known_configs(config)
+    if known and _nothing_left_to_train(config, exp_path):
+        # Its students are trained: teachers whose pool key changed since (a fix to how they train)
+        # would otherwise be trained again for nothing; --redo runs such a cell anew.
+        print(f"  {_cell_label(config)}  every trial finished in an earlier invocation: its teachers are not "
+              f"needed again", flush=True)
+        known = []
     if known:
         with clock.time("teachers_s"):
             teacher_report = train_teachers(known, pool_dir, resources, sweep=label, storage_path=storage,
@@ -757,6 +763,20 @@ def _search(config: SweepConfig, seed: int, max_concurrent: int | None = None) -
 
 # --- results ------------------------------------------------------------------------------------------
 _SKIP = {"config", "checkpoint_dir_name", "should_checkpoint"}
+
+
+def _nothing_left_to_train(config: SweepConfig, exp_path: Path) -> bool:
+    """Whether resuming the cell trains no trial: every expected trial (and seed replicate) of its
+    restorable experiment completed in an earlier invocation."""
+    if not config.resume or not ray_tune.Tuner.can_restore(str(exp_path)):
+        return False
+
+    def completed(path: Path) -> int:
+        return sum(1 for e in _read_outcomes(path).values() if e.get("event") == "complete")
+
+    if completed(exp_path) < config.expected_trials:
+        return False
+    return config.seeds <= 1 or completed(exp_path.with_name(exp_path.name + REPLICATES_SUFFIX)) >= config.seeds - 1
 
 
 def _read_outcomes(exp_path: Path) -> dict[str, dict]:

@@ -199,6 +199,24 @@ def test_redo_runs_a_finished_cell_again_and_replaces_its_rows(ray_session, tmp_
     (marker,) = [p for p in copy.iterdir() if ".redo-" in p.name]
     assert (marker / "REDO.txt").is_file() and _tables(copy) == before
 
+    # A redo interrupted before its cell started (while its teachers trained, say) is not taken for the
+    # earlier, finished run by the next plain --resume: summary.json marks the cell unfinished.
+    from csrec.search import GridConfig
+    from csrec.sweep.grid import _set_aside
+
+    interrupted = tmp_path / "interrupted"
+    assert report_main([str(run_dir), "--compact-copy", str(interrupted)]) == 0
+    config = GridConfig.from_argv(argv + ["--storage-path", str(interrupted), "--resume"])
+    cells = config.cells(config.usable_datasets())
+    assert _set_aside(interrupted, cells, ("synthetic/gru4rec/softrec",)) == {("synthetic", "gru4rec", "softrec", None)}
+    capsys.readouterr()
+    assert grid_main(argv + ["--storage-path", str(interrupted), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "base: finished in an earlier invocation" in out
+    assert "softrec: finished in an earlier invocation" not in out and "softrec  trial" in out
+    assert (interrupted / "synthetic-gru4rec-softrec-optuna").is_dir() and _tables(interrupted) == before
+    assert all(c["complete"] and "redo" not in c for c in json.loads((interrupted / "summary.json").read_text())["cells"])
+
     # A cell the grid does not have, and --redo without --resume, are errors that say what to do.
     from csrec.errors import ConfigError
 
@@ -208,3 +226,23 @@ def test_redo_runs_a_finished_cell_again_and_replaces_its_rows(ray_session, tmp_
         grid_main(argv + ["--storage-path", str(tmp_path / "other"), "--redo", "synthetic/gru4rec/base"])
     with pytest.raises(ConfigError, match="DATASET/BACKBONE/METHOD"):
         grid_main(argv + ["--storage-path", str(run_dir), "--resume", "--redo", "softrec"])
+
+
+def test_resumed_cell_with_every_trial_finished_trains_no_teacher(ray_session, tmp_path, grid_main, capsys):
+    """A finished CSRec cell resumed after its teachers left the pool (or after their pool key changed
+    with a fix to how they train) does not train them again: no trial needs them."""
+    argv = ["--smoke", "--backbones", "gru4rec", "--methods", "csrec-m", "--num-samples", "1", "--epochs", "2",
+            "--set", "num_teachers=2", "--max-concurrent", "1", "--address", ray_session]
+    run_dir = tmp_path / "run"
+    assert grid_main(argv + ["--storage-path", str(run_dir)]) == 0
+    before = _tables(run_dir)
+    pool = run_dir / "teachers"
+    assert len(list(pool.glob("teacher-*.pt"))) == 2
+    for path in pool.glob("teacher-*.pt"):
+        path.unlink()
+    capsys.readouterr()
+    assert grid_main(argv + ["--storage-path", str(run_dir), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "every trial finished in an earlier invocation: its teachers are not needed again" in out
+    assert "training (at most" not in out and not list(pool.glob("teacher-*.pt"))
+    assert _tables(run_dir) == before
