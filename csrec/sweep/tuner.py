@@ -408,8 +408,8 @@ def _tune(config: SweepConfig) -> SweepResult:
     if known and _nothing_left_to_train(config, exp_path):
         # Its students are trained: teachers whose pool key changed since (a fix to how they train)
         # would otherwise be trained again for nothing; --redo runs such a cell anew.
-        print(f"  {_cell_label(config)}  every trial finished in an earlier invocation: its teachers are not "
-              f"needed again", flush=True)
+        print(f"  {_cell_label(config)}  every trial finished in an earlier invocation: its teachers and soft "
+              f"labels are not prepared again", flush=True)
         known = []
     if known:
         with clock.time("teachers_s"):

@@ -243,6 +243,6 @@ def test_resumed_cell_with_every_trial_finished_trains_no_teacher(ray_session, t
     capsys.readouterr()
     assert grid_main(argv + ["--storage-path", str(run_dir), "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "every trial finished in an earlier invocation: its teachers are not needed again" in out
+    assert "every trial finished in an earlier invocation: its teachers and soft labels are not prepared again" in out
     assert "training (at most" not in out and not list(pool.glob("teacher-*.pt"))
     assert _tables(run_dir) == before
