@@ -13,6 +13,9 @@ Ray 2.60 facts this module encodes (``../shared/notes/ray-2.60-notes.md``):
 * ``ray.init(address=HOST:PORT)`` with nothing listening there retries the GCS for minutes,
   logging a warning every few seconds; :func:`init_ray` first tries a plain TCP connection with a
   short timeout and raises :class:`ClusterUnreachable` (one line) when nothing answers.
+* ``ray.init()`` makes SIGTERM exit the driver at once (``sys.exit``): a sweep stopped by a batch
+  scheduler or ``kill`` printed no word on how to go on and left its teachers running.
+  :func:`init_ray` makes SIGTERM stop the sweep as Ctrl-C does instead (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +138,20 @@ def init_ray(
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory, **kwargs)
         finally:
             token_log.setLevel(level)
+    _stop_on_sigterm()
     return time.perf_counter() - started
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _stop_on_sigterm() -> None:
+    """Replace the SIGTERM handler ray.init installs (``sys.exit``) with one that raises
+    KeyboardInterrupt, so that a terminated sweep cancels its teachers (each keeps its last finished
+    epoch) and says how to resume, as on Ctrl-C."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 def cluster_gpus() -> float:

@@ -394,6 +394,28 @@ def test_a_local_ray_runtime_gives_its_dashboard_time_on_a_busy_machine(monkeypa
     assert seen == [runtime.DASHBOARD_STARTUP_TIMEOUT_S, 45] and runtime.DASHBOARD_STARTUP_TIMEOUT_S >= 300
 
 
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(monkeypatch):
+    """ray.init makes SIGTERM call sys.exit, which skipped the sweep's stop (teachers left running, no
+    word on resuming); after init_ray a SIGTERM raises KeyboardInterrupt like Ctrl-C."""
+    import signal
+    import sys
+
+    from csrec.sweep import runtime
+
+    def ray_init(**kwargs):  # what ray.init does to the driver's SIGTERM handler
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(runtime.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(runtime.ray, "init", ray_init)
+    try:
+        runtime.init_ray(num_cpus=1)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_ctrl_c_handlers_are_restored_after_a_cell_ran_tune():
     """Tuner.fit leaves its own SIGINT handler installed; after a cell the sweep's is back, so Ctrl-C
     in the next cell's teacher phase raises KeyboardInterrupt instead of only printing Tune's warning."""
