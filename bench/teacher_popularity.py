@@ -76,7 +76,7 @@ def main() -> None:
         flat = items.reshape(-1)
         return [f"{100 * popular[flat].mean():.1f}", f"{np.median(counts[flat]):.0f}", f"{len(np.unique(flat)):,}"]
 
-    table = [["test answers (top 1)", "–", *describe(split.targets[rows]), "–", "–"]]
+    table = [["test answers (top 1)", "–", "–", *describe(split.targets[rows]), "–", "–"]]
     records = sorted(args.pool.glob("teacher-*.json"))
     if not records:
         raise SystemExit(f"{args.pool}: no teacher-*.json records")
@@ -89,11 +89,13 @@ def main() -> None:
         model = build_backbone(spec["backbone"], data.n_items, data.max_len, dict(spec["model"]))
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state"])
         tops, ranks, entropy, top1 = top_items(model, split, rows)
-        table.append([record.get("describe", path.stem), f"{100 * (ranks < TOP_K).mean():.2f}", *describe(tops),
+        # two teachers can share a description (one retrained after a fix): the pool key tells them apart
+        key = record.get("key", path.stem.removeprefix("teacher-"))[:8]
+        table.append([record.get("describe", path.stem), key, f"{100 * (ranks < TOP_K).mean():.2f}", *describe(tops),
                       f"{entropy.mean():.2f}", f"{top1.mean():.3f}"])
         print(table[-1], flush=True)
     body = markdown_table(
-        ["teacher", f"test Recall@10 % (these {len(rows):,} sequences)",
+        ["teacher", "pool key", f"test Recall@10 % (these {len(rows):,} sequences)",
          f"top-10 items among the {int(100 * POPULAR_FRACTION)}% most frequent (%)",
          "median training count of the top-10 items", "distinct items in the top 10s", "softmax entropy (nats)",
          "top-1 probability"], table)
