@@ -100,14 +100,37 @@ def report(run_dir: str | Path, data_dir: str | None = None, *, out_dir: str | P
     text = _markdown(run, tables, table5, figures, robustness, failed)
     path = out / "report.md"
     write_atomic(path, text)
+    table_keys = [t.key for t in tables] + ([table5.key] if not table5.empty else [])
+    for name in _stale_outputs(out, table_keys, figures):
+        (out / name).unlink()
+        say(f"[report] removed {name}: the previous report in {display_path(out)} wrote it, this one does not")
     write_atomic(out / "report.json", json.dumps({
         "run_dir": display_path(run.path), "extra_runs": [display_path(e) for e in extra_runs],
         "ablations": {name: int(len(run.ablation(name))) for name in run.ablations()},
-        "tables": [t.key for t in tables] + ([table5.key] if not table5.empty else []),
+        "tables": table_keys,
         "figures": [f.__dict__ for f in figures], "robustness": robustness[0] if robustness else None,
         "seconds": time.perf_counter() - started,
     }, indent=1))
     return path
+
+
+def _stale_outputs(out: Path, table_keys: list[str], figures) -> list[str]:
+    """Files the previous report in ``out`` wrote (as its report.json lists them) that this one did not.
+
+    A rerun into the same directory over a run whose m, p or α are now fixed skips Fig. 6/9/10; their
+    old PNGs would otherwise sit beside the new report.md as if they belonged to it.  Only files that
+    report.json names are touched, never anything else in the directory.
+    """
+    try:
+        previous = json.loads((out / "report.json").read_text())
+        old = {f"{key}.{ext}" for key in previous.get("tables", []) for ext in ("md", "tex")}
+        old |= {figure["file"] for figure in previous.get("figures", []) if figure.get("file")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []  # no previous report, or one we cannot read: remove nothing
+    current = {f"{key}.{ext}" for key in table_keys for ext in ("md", "tex")}
+    current |= {figure.file for figure in figures if figure.file}
+    return sorted(name for name in old - current
+                  if "/" not in name and "\\" not in name and (out / name).is_file())
 
 
 def _robustness_section(run: Run, out: Path, robustness_dir) -> tuple[str, str] | None:

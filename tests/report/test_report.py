@@ -152,6 +152,27 @@ def test_a_broken_figure_is_reported_not_raised(tmp_path, monkeypatch, capsys):
     assert "[report] wrote" in capsys.readouterr().out
 
 
+def test_a_rerun_removes_what_the_previous_report_wrote_and_this_one_does_not(tmp_path, capsys):
+    run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base",),
+                       data_config={"name": "lastfm", "data_dir": str(tmp_path / "nowhere")}, n_test=40)
+    out = tmp_path / "out"
+    report(run_dir, out_dir=out)
+    listing = json.loads((out / "report.json").read_text())
+    # as if an earlier report over a run with several m and with teachers had drawn Fig. 6 and Table 5
+    listing["figures"].append({"key": "fig6", "file": "fig6_teachers_lastfm.png"})
+    listing["tables"].append("table5")
+    (out / "report.json").write_text(json.dumps(listing))
+    for name in ("fig6_teachers_lastfm.png", "table5.md", "table5.tex", "notes.md", "fig9_mine.png"):
+        (out / name).write_text("old")
+    report(run_dir, out_dir=out, log=print)
+    left = {p.name for p in out.iterdir()}
+    assert not {"fig6_teachers_lastfm.png", "table5.md", "table5.tex"} & left
+    assert {"notes.md", "fig9_mine.png", "table3.md", "report.md", "report.json"} <= left  # never listed: kept
+    assert "[report] removed fig6_teachers_lastfm.png" in capsys.readouterr().out
+    report(run_dir, out_dir=out)  # a third run finds nothing stale
+    assert {p.name for p in out.iterdir()} == left
+
+
 def test_mismatched_data_is_skipped(tmp_path):
     run_dir = make_run(tmp_path / "run", backbones=("gru4rec",), methods=("base",), n_test=17)
     text = report(run_dir).read_text()
