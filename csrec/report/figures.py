@@ -527,7 +527,8 @@ def heatmap_figures(run: Run, out_dir: Path) -> list[FigureOut]:
                                   f"Test Recall@10 and NDCG@10 (%) of {backbone_label(backbone)} on "
                                   f"{dataset_label(dataset)} for each combination of the KL weight β and the "
                                   f"temperature T ({'; '.join(p[0] for p in panels)}); each cell is the trial in that "
-                                  f"cell that is best on validation, blank cells had no trial."
+                                  f"cell that is best on validation among those tested; a blank cell had no trial, or only "
+                                  f"trials the schedule stopped early, which are never tested."
                                   + _source_text(sources, "temperature", "m 2, p 0.8")))
     return outs
 
