@@ -473,15 +473,22 @@ def ratio_figures(run: Run, out_dir: Path) -> list[FigureOut]:
 
 
 def _axis(values: pd.Series, max_distinct: int, n_bins: int) -> tuple[np.ndarray, list[str]]:
-    """Category index per value and labels: the distinct values, or equal-width bins when there are many."""
+    """Category index per value and labels: the distinct values, or equal-width bins when there are many.
+
+    A few Optuna floats (a small search: 0.2547, 4.9925, ...) are shown as themselves, to 3 significant
+    digits, not binned: with bins, 4.99 fell in a bin printed "5–6.2" beside one printed "3.8–5".
+    """
     values = values.astype(float)
     distinct = np.sort(values.unique())
-    on_grid = np.allclose(distinct, np.round(distinct, 2))  # a grid search (0.25, 3.0, ...), not Optuna's floats
-    if len(distinct) <= max_distinct and (on_grid or len(distinct) == 1):
-        return np.searchsorted(distinct, values.to_numpy()), [f"{v:g}" for v in distinct]
+    if len(distinct) <= max_distinct:
+        printed = [f"{v:.3g}" for v in distinct]
+        labels = list(dict.fromkeys(printed))  # values equal to 3 digits share one row
+        column = np.array([labels.index(text) for text in printed])
+        return column[np.searchsorted(distinct, values.to_numpy())], labels
     edges = np.linspace(distinct[0], distinct[-1], n_bins + 1)
     index = np.clip(np.searchsorted(edges, values.to_numpy(), side="right") - 1, 0, n_bins - 1)
-    return index, [f"{lo:.2g}–{hi:.2g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return index, [f"[{lo:.3g}, {hi:.3g}{']' if i == n_bins - 1 else ')'}" for i, (lo, hi) in
+                   enumerate(zip(edges[:-1], edges[1:]))]
 
 
 def _heat_panels(group: pd.DataFrame, method: str) -> list[tuple[str, pd.DataFrame]]:

@@ -428,3 +428,24 @@ def test_best_vectors_come_from_the_best_trial_not_a_stale_copy(tmp_path):
         expected = recall_at_k(own["test_ranks"], 10)
     assert np.array_equal(run.best[("synthetic", "gru4rec", "softrec")]["recall@10"], expected)
     assert expected.any()  # the stale copy (every rank 10,000) would give all zeros
+
+
+def test_heatmap_axis_shows_a_few_searched_values_as_themselves_and_bins_many():
+    from csrec.report.figures import _axis
+
+    # four Optuna points: each its own row, labelled with its value (no bin edge to fall across)
+    values = [1.3998, 4.9925, 4.8959, 6.1796]
+    index, labels = _axis(pd.Series(values), 6, 4)
+    assert [labels[i] for i in index] == ["1.4", "4.99", "4.9", "6.18"]
+    # the paper's grid keeps its plain labels; two values equal to 3 digits share a row
+    assert _axis(pd.Series([0.25, 0.5, 0.75, 0.25]), 5, 3)[1] == ["0.25", "0.5", "0.75"]
+    index, labels = _axis(pd.Series([0.25471, 0.25468, 0.5]), 5, 3)
+    assert labels == ["0.255", "0.5"] and index.tolist() == [0, 0, 1]
+    # many values: equal-width bins, each value inside the interval its label prints
+    many = pd.Series(np.linspace(1.0, 9.0, 40))
+    index, labels = _axis(many, 6, 4)
+    assert labels[0] == "[1, 3)" and labels[-1] == "[7, 9]"
+    bounds = [tuple(float(x) for x in label.strip("[])").split(", ")) for label in labels]
+    for value, i in zip(many, index):
+        lo, hi = bounds[i]
+        assert lo <= value <= hi
