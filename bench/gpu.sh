@@ -4,8 +4,9 @@
 #     bash bench/gpu.sh            # CSREC_DATA_DIR=/path/to/shared/data if not ../shared/data
 #
 # Times Base and CSRec-M student epochs and full-ranking passes for GRU4Rec and SASRec on Last.FM
-# in float32 and bfloat16 mixed precision side by side (bench/results/throughput_gpu.md), then the
-# scale run of §6 in each precision (bench/results/scale_gpu.md, scale_gpu_bf16.md); each table's
+# in float32 and bfloat16 mixed precision side by side (bench/results/throughput_gpu.md), Yelp's
+# GRU4Rec and SASRec epochs in bfloat16 for the Yelp grid's cost model (throughput_gpu_yelp.md,
+# sweep_cost_yelp.md), then the scale run of §6 in each precision (bench/results/scale_gpu.md, scale_gpu_bf16.md); each table's
 # machine line names the card.  About 10 minutes on one recent data-centre GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,10 @@ print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__,
 PY
 python bench/throughput.py --datasets lastfm --backbones gru4rec,sasrec --epochs 3 --warmup 1 \
     --precisions fp32,bf16 --output throughput_gpu
+# Yelp at the precision of its sweep (docs/yelp), for the GPU column of the full grid's cost model (§3)
+python bench/throughput.py --datasets yelp --backbones gru4rec,sasrec --epochs 1 --warmup 1 \
+    --precisions bf16 --eval-sequences 2000 --output throughput_gpu_yelp
+python bench/sweep_cost.py docs/yelp/run --name yelp
 python bench/scale.py --precision fp32 --output scale_gpu
 python bench/scale.py --precision bf16 --output scale_gpu_bf16
 python bench/assemble.py

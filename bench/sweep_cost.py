@@ -1,8 +1,8 @@
 """What a sweep cost, from its run directory, and what the full 8-backbone grid of its dataset would cost.
 
     python bench/sweep_cost.py RUN_DIR [--pool DIR] [--name yelp]
-                               [--throughput bench/results/throughput_yelp.md]
-                               [--gpu-throughput bench/results/throughput_gpu.md]
+                               [--throughput bench/results/throughput_<dataset>.md]
+                               [--gpu-throughput bench/results/throughput_gpu_<dataset>.md]
 
 Reads the run's ``results.parquet`` (one row per trial) and its teacher pool (``--pool``, default
 the run's ``teachers/``: each teacher's ``.json`` record and, for its epochs, its checkpoint; for a
@@ -18,7 +18,9 @@ compact copy alone is enough) and writes bench/results/sweep_cost_<name>.md:
   ``--throughput`` (one backbone per row: Base epoch, CSRec-M student epoch), scaled by the ratio
   of this run's measured hours to the same model's price for the backbones it ran.  With
   ``--gpu-throughput`` (``bench/gpu.sh`` writes it on a GPU machine) the same epochs are priced
-  at the GPU's seconds per epoch too; without it that column says it was not measured.
+  at the GPU's seconds per epoch too; without it that column says it was not measured.  Only the
+  rows of the run's dataset are read from either table (and of its training precision where the
+  table has several): an epoch of Last.FM says nothing about one of Yelp.
 
 Hours are wall seconds of one-thread trial and teacher processes (``--num-cpus 1``: one process at
 a time per core), so they are core-hours on the machine the run used, inflated by whatever else
@@ -146,16 +148,30 @@ def cell_rows(trials: pd.DataFrame, teachers: pd.DataFrame) -> list[dict]:
     return cells
 
 
-def per_epoch_seconds(table: list[dict]) -> dict[str, tuple[float, float]]:
-    """backbone → (Base epoch s (train + valid), CSRec-M student epoch s (train + the same valid))."""
+def per_epoch_seconds(table: list[dict], dataset: str, precision: str = "fp32") -> dict[str, tuple[float, float]]:
+    """backbone → (Base epoch s (train + valid), CSRec-M student epoch s (train + the same valid)), from the
+    rows of ``dataset`` (and, where the table has a precision column, of ``precision``)."""
     out = {}
     for row in table:
+        if str(row.get("dataset", dataset)) != dataset:
+            continue
+        if "precision" in row and str(row["precision"]) != precision:
+            continue
         base = float(str(row["s per epoch (train+valid)"]).replace(",", ""))
         valid = float(str(row["s per valid pass"]).replace(",", ""))
         student = [v for k, v in row.items() if k.startswith("CSRec-M student") and "s per train epoch" in k and "CPU" not in k]
         soft = float(str(student[0]).split(" ")[0].replace(",", "")) + valid if student else base
         out[str(row["backbone"])] = (base, soft)
     return out
+
+
+def run_precision(run: Path) -> str:
+    """The training precision the sweep ran with (``--set precision=...``; fp32 by default)."""
+    try:
+        argv = json.loads((run / "run.json").read_text()).get("argv", [])
+    except (OSError, ValueError):
+        return "fp32"
+    return next((a.split("=", 1)[1] for a in argv if isinstance(a, str) and a.startswith("precision=")), "fp32")
 
 
 def model_rows(cells: list[dict], cpu: dict, gpu: dict | None) -> tuple[list[list], float, float, float | None]:
@@ -194,7 +210,8 @@ def model_rows(cells: list[dict], cpu: dict, gpu: dict | None) -> tuple[list[lis
             total_gpu += gpu_h
         rows.append([backbone, f"{cpu[backbone][0]:.1f} / {cpu[backbone][1]:.1f}",
                      "yes" if backbone in backbones_run else "–", f"{model_h:.1f}",
-                     "not measured (no GPU run)" if gpu_h is None else f"{gpu_h:.2f}"])
+                     "not measured (no GPU run)" if not gpu else "not timed on the GPU" if gpu_h is None
+                     else f"{gpu_h:.2f}"])
     return rows, total_cpu, scale, total_gpu
 
 
@@ -209,8 +226,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--pool", type=Path, default=None, help="teacher pool (default RUN/teachers)")
     parser.add_argument("--name", default=None, help="result name: bench/results/sweep_cost_<name>.md (default: the dataset)")
-    parser.add_argument("--throughput", type=Path, default=RESULTS / "throughput_yelp.md")
-    parser.add_argument("--gpu-throughput", type=Path, default=RESULTS / "throughput_gpu.md")
+    parser.add_argument("--throughput", type=Path, default=None, help="default bench/results/throughput_<dataset>.md")
+    parser.add_argument("--gpu-throughput", type=Path, default=None,
+                        help="default bench/results/throughput_gpu_<dataset>.md, else throughput_gpu.md "
+                             "(bench/gpu.sh writes them)")
     args = parser.parse_args()
     run = args.run.resolve()
     trials = trial_table(pd.read_parquet(run / "results.parquet"), fixed_teacher_count(run))
@@ -232,9 +251,22 @@ def main() -> None:
                  "–" if pd.isna(peak) else f"{peak:,.0f}"])
     body = [f"Run: `{args.run}`, {len(cells)} cells.", "", markdown_table(header, rows), ""]
 
-    cpu = per_epoch_seconds(read_markdown_table(args.throughput))
-    gpu = per_epoch_seconds(read_markdown_table(args.gpu_throughput)) if args.gpu_throughput.is_file() else None
+    precision = run_precision(run)
+    args.throughput = args.throughput or RESULTS / f"throughput_{dataset}.md"
+    if args.gpu_throughput is None:  # bench/gpu.sh: Yelp in its own table, Last.FM in throughput_gpu.md
+        candidates = [RESULTS / f"throughput_gpu_{dataset}.md", RESULTS / "throughput_gpu.md"]
+        args.gpu_throughput = next((c for c in candidates if c.is_file()), candidates[0])
+    if not args.throughput.is_file():
+        raise SystemExit(f"{args.throughput}: not found; time {dataset} first: python bench/throughput.py "
+                         f"--datasets {dataset} --backbones all --epochs 1 --warmup 0 --output throughput_{dataset}")
+    cpu = per_epoch_seconds(read_markdown_table(args.throughput), dataset)
+    if not cpu:
+        raise SystemExit(f"{args.throughput}: no rows for dataset {dataset}")
+    gpu = per_epoch_seconds(read_markdown_table(args.gpu_throughput), dataset, precision) \
+        if args.gpu_throughput.is_file() else None
+    gpu = gpu or None  # a GPU table without this dataset's rows prices nothing
     model, total_cpu, scale, total_gpu = model_rows(cells, cpu, gpu)
+    gpu_backbones = sorted(gpu) if gpu else []
     body += [
         f"**Cost model: every backbone × {', '.join(m for m in METHODS if m in {c['method'] for c in cells})} "
         f"(the methods this run has) at this run's budget.** Each cell costs the mean "
@@ -246,8 +278,10 @@ def main() -> None:
         markdown_table(["backbone", "s per epoch (Base / student)", "in this run", "hours, model (this machine)",
                         "hours, model (one GPU)"], model), "",
         f"The full grid: about {total_cpu:.0f} core-hours here"
-        + (f", {total_gpu:.1f} hours on the GPU of `{args.gpu_throughput.name}`." if total_gpu is not None else
-           "; on a GPU not measured: no GPU was available to `bench/gpu.sh`, which writes the GPU throughput this model reads."),
+        + (f"; on the GPU of `{args.gpu_throughput.name}` ({precision}), {total_gpu:.1f} hours for the "
+           f"{len(gpu_backbones)} backbones it timed ({', '.join(gpu_backbones)})." if total_gpu is not None else
+           f"; on a GPU not measured: `{args.gpu_throughput.name}` does not exist or has no {dataset} rows in "
+           f"{precision} (`bench/gpu.sh` writes it on a GPU machine)."),
     ]
     write_result(f"sweep_cost_{args.name or dataset}", f"What the {dataset} sweep cost, and the full grid's cost model", "\n".join(body))
 
