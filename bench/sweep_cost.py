@@ -32,7 +32,6 @@ experiment trained it, or in the "(before the cells)" row for those grid.py trai
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -61,11 +60,16 @@ def _get(row, name, default):
     return default if value is None or (isinstance(value, float) and value != value) else value
 
 
+def fixed_setting(run: Path, name: str, default):
+    """A setting the sweep fixed for every cell (``--set NAME=VALUE``), else ``default``; read through the
+    report's parser of run.json's command line."""
+    config = Run.load(run).grid_config()
+    return config.overrides.get(name, default) if config else default
+
+
 def fixed_teacher_count(run: Path) -> int:
     """m where the run fixed it (``--set num_teachers=K``), else MethodConfig's default."""
-    argv = json.loads((run / "run.json").read_text()).get("argv", []) if (run / "run.json").is_file() else []
-    fixed = [a.split("=", 1)[1] for a in argv if str(a).startswith("num_teachers=")]
-    return int(fixed[-1]) if fixed else MethodConfig().num_teachers
+    return int(fixed_setting(run, "num_teachers", MethodConfig().num_teachers))
 
 
 def trial_table(trials: pd.DataFrame, m: int) -> pd.DataFrame:
@@ -165,15 +169,6 @@ def per_epoch_seconds(table: list[dict], dataset: str, precision: str = "fp32") 
     return out
 
 
-def run_precision(run: Path) -> str:
-    """The training precision the sweep ran with (``--set precision=...``; fp32 by default)."""
-    try:
-        argv = json.loads((run / "run.json").read_text()).get("argv", [])
-    except (OSError, ValueError):
-        return "fp32"
-    return next((a.split("=", 1)[1] for a in argv if isinstance(a, str) and a.startswith("precision=")), "fp32")
-
-
 def model_rows(cells: list[dict], cpu: dict, gpu: dict | None) -> tuple[list[list], float, float, float | None]:
     """Price every backbone × method at the run's epochs per method; returns rows and totals.
 
@@ -251,7 +246,7 @@ def main() -> None:
                  "–" if pd.isna(peak) else f"{peak:,.0f}"])
     body = [f"Run: `{args.run}`, {len(cells)} cells.", "", markdown_table(header, rows), ""]
 
-    precision = run_precision(run)
+    precision = str(fixed_setting(run, "precision", "fp32"))
     args.throughput = args.throughput or RESULTS / f"throughput_{dataset}.md"
     if args.gpu_throughput is None:  # bench/gpu.sh: Yelp in its own table, Last.FM in throughput_gpu.md
         candidates = [RESULTS / f"throughput_gpu_{dataset}.md", RESULTS / "throughput_gpu.md"]

@@ -121,14 +121,15 @@ def _stale_outputs(out: Path, table_keys: list[str], figures) -> list[str]:
     old PNGs would otherwise sit beside the new report.md as if they belonged to it.  Only files that
     report.json names are touched, never anything else in the directory.
     """
+    def files(keys, figure_files) -> set[str]:  # the names the table loop above writes, and the PNGs
+        return {f"{key}.{ext}" for key in keys for ext in ("md", "tex")} | {f for f in figure_files if f}
+
     try:
         previous = json.loads((out / "report.json").read_text())
-        old = {f"{key}.{ext}" for key in previous.get("tables", []) for ext in ("md", "tex")}
-        old |= {figure["file"] for figure in previous.get("figures", []) if figure.get("file")}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        old = files(previous.get("tables", []), [figure.get("file") for figure in previous.get("figures", [])])
+    except (OSError, ValueError, TypeError, AttributeError):
         return []  # no previous report, or one we cannot read: remove nothing
-    current = {f"{key}.{ext}" for key in table_keys for ext in ("md", "tex")}
-    current |= {figure.file for figure in figures if figure.file}
+    current = files(table_keys, [figure.file for figure in figures])
     return sorted(name for name in old - current
                   if "/" not in name and "\\" not in name and (out / name).is_file())
 
